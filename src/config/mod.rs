@@ -1,0 +1,395 @@
+//! Configuration: stage one reads TOML into typed structs (errors name the
+//! file, line and key), stage two checks what types cannot (addresses,
+//! duplicates, cross references).
+
+mod validate;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+pub use validate::validate;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{file}:{line}:{column}: {message}")]
+    Syntax {
+        file: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{file}: key `{key}`: {message}")]
+    Invalid {
+        file: PathBuf,
+        key: String,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    #[serde(default)]
+    pub auth: AuthConfig,
+    #[serde(default)]
+    pub outbox: OutboxConfig,
+    #[serde(default, rename = "helpdesk")]
+    pub helpdesks: Vec<HelpdeskConfig>,
+    /// Where the file was read from; used to find templates next to it.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// SMTP listener, e.g. `127.0.0.1:10025`.
+    pub listen: SocketAddr,
+    /// Name used in our greeting and EHLO to the next hop.
+    #[serde(default = "default_hostname")]
+    pub hostname: String,
+    /// `host:port` of the next SMTP hop, or `maildir:DIR` for a local trial.
+    pub next_hop: NextHop,
+    /// SMTP relay for automatic replies.
+    #[serde(default)]
+    pub reply_relay: Option<SocketAddr>,
+    pub data_dir: PathBuf,
+    #[serde(default)]
+    pub control: Option<PathBuf>,
+    /// Peers allowed to send XFORWARD / XCLIENT.
+    #[serde(default = "default_trusted")]
+    pub trusted_upstreams: Vec<IpAddr>,
+    /// Classify and log only; change nothing in the message or the store.
+    #[serde(default)]
+    pub shadow: bool,
+}
+
+fn default_hostname() -> String {
+    "ticketgate.localdomain".to_string()
+}
+
+fn default_trusted() -> Vec<IpAddr> {
+    vec![IpAddr::from([127, 0, 0, 1])]
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum NextHop {
+    Smtp(String),
+    Maildir(PathBuf),
+}
+
+impl TryFrom<String> for NextHop {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        if let Some(dir) = s.strip_prefix("maildir:") {
+            if dir.is_empty() {
+                return Err("maildir: needs a directory".into());
+            }
+            return Ok(NextHop::Maildir(PathBuf::from(dir)));
+        }
+        match s.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+                Ok(NextHop::Smtp(s))
+            }
+            _ => Err(format!(
+                "`{s}` is neither host:port nor maildir:DIR (e.g. 127.0.0.1:10026)"
+            )),
+        }
+    }
+}
+
+impl From<NextHop> for String {
+    fn from(h: NextHop) -> String {
+        h.to_string()
+    }
+}
+
+impl std::fmt::Display for NextHop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NextHop::Smtp(a) => f.write_str(a),
+            NextHop::Maildir(d) => write!(f, "maildir:{}", d.display()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    pub max_message_size: u64,
+    pub max_recipients: usize,
+    pub max_connections: usize,
+    /// Wait for one command line.
+    pub command_timeout_secs: u64,
+    /// Wait for each chunk of DATA.
+    pub data_timeout_secs: u64,
+    /// Whole-session ceiling, whatever the client does.
+    pub session_timeout_secs: u64,
+    /// Connect and each reply of the next hop.
+    pub next_hop_timeout_secs: u64,
+    /// Time running sessions get after SIGTERM before `421`.
+    pub shutdown_grace_secs: u64,
+    /// Messages larger than this are spooled to disk.
+    pub spool_memory_bytes: usize,
+    /// Messages larger than this are forwarded but not parsed for a ticket.
+    pub max_parse_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_message_size: 64 * 1024 * 1024,
+            max_recipients: 100,
+            max_connections: 200,
+            command_timeout_secs: 300,
+            data_timeout_secs: 180,
+            session_timeout_secs: 1800,
+            next_hop_timeout_secs: 120,
+            shutdown_grace_secs: 30,
+            spool_memory_bytes: 1024 * 1024,
+            max_parse_bytes: 32 * 1024 * 1024,
+        }
+    }
+}
+
+impl LimitsConfig {
+    pub fn command_timeout(&self) -> Duration {
+        Duration::from_secs(self.command_timeout_secs)
+    }
+    pub fn data_timeout(&self) -> Duration {
+        Duration::from_secs(self.data_timeout_secs)
+    }
+    pub fn session_timeout(&self) -> Duration {
+        Duration::from_secs(self.session_timeout_secs)
+    }
+    pub fn next_hop_timeout(&self) -> Duration {
+        Duration::from_secs(self.next_hop_timeout_secs)
+    }
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DnsMode {
+    System,
+    #[default]
+    Off,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    pub dns: DnsMode,
+    pub dns_timeout_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboxConfig {
+    /// Replies per sender address per hour.
+    pub rate_limit_per_hour: u32,
+    pub retry_initial_secs: u64,
+    pub retry_max_secs: u64,
+    pub max_attempts: u32,
+    /// Directory of reply templates, relative to the config file.
+    pub templates_dir: Option<PathBuf>,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        OutboxConfig {
+            rate_limit_per_hour: 20,
+            retry_initial_secs: 30,
+            retry_max_secs: 3600,
+            max_attempts: 20,
+            templates_dir: None,
+        }
+    }
+}
+
+/// One helpdesk: its queues (addresses) and the rules that classify its mail.
+/// Everything about the seed helpdesks lives in the config, not in code.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HelpdeskConfig {
+    /// Display name, e.g. "Project++"; shown in tags and replies.
+    pub name: String,
+    /// Ticket id prefix, e.g. "PP" gives PP-2026-000042.
+    pub ticket_prefix: String,
+    /// Sender of our replies.
+    pub reply_from: String,
+    /// Domains whose other addresses are staff: mail to them opens nothing.
+    #[serde(default)]
+    pub staff_domains: Vec<String>,
+    /// Sector when no rule and no queue sets one.
+    #[serde(default)]
+    pub default_sector: Option<String>,
+    /// "What happens next" in the creation confirmation; `{sector}` is
+    /// replaced by the ticket's sector.
+    #[serde(default)]
+    pub next_steps: Option<String>,
+    #[serde(default, rename = "queue")]
+    pub queues: Vec<QueueConfig>,
+    #[serde(default)]
+    pub rules: RulesConfig,
+    /// Severity levels the workgroup may set, with resolution times.
+    #[serde(default, rename = "severity")]
+    pub severities: Vec<SeverityConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    pub address: String,
+    /// Queue name; defaults to the address's local part.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Procedures that share this address, told apart by name in the mail.
+    #[serde(default)]
+    pub procedures: Vec<String>,
+    /// A sector address opens its cases in this sector directly.
+    #[serde(default)]
+    pub sector: Option<String>,
+    /// Keyword rules (sector keywords) apply only on queues with this set.
+    #[serde(default)]
+    pub apply_sector_rules: bool,
+}
+
+impl QueueConfig {
+    pub fn queue_name(&self) -> &str {
+        self.name
+            .as_deref()
+            .unwrap_or_else(|| self.address.split('@').next().unwrap_or(&self.address))
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulesConfig {
+    /// Word-prefix keywords that set the sector, e.g. mago -> gestionale.
+    pub sector_keywords: Vec<SectorKeyword>,
+    /// Subject words that set the urgency; later entries win over earlier.
+    pub urgency_keywords: Vec<UrgencyKeyword>,
+    /// Subject words that close the referenced case.
+    pub close_words: Vec<String>,
+    /// Subject words that reopen the referenced case.
+    pub reopen_words: Vec<String>,
+    /// Label of the contract line in the body, e.g. "Contratto".
+    pub contract_label: Option<String>,
+    /// Quality check: subjects that say nothing about the problem.
+    pub vague_subjects: Vec<String>,
+    /// Quality check: fewer characters of new body text than this is too short.
+    pub min_body_chars: Option<usize>,
+    /// Quality check: what the confirmation of a suspended case asks for.
+    pub quality_message: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SectorKeyword {
+    /// Matches a word starting with this prefix (mago: Mago4, Mago.net).
+    pub prefix: String,
+    pub sector: String,
+    /// Where to look.
+    #[serde(default = "both_places")]
+    pub r#in: Vec<Place>,
+}
+
+fn both_places() -> Vec<Place> {
+    vec![Place::Subject, Place::Body]
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Place {
+    Subject,
+    Body,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UrgencyKeyword {
+    pub word: String,
+    pub urgency: crate::ticket::Urgency,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeverityConfig {
+    pub level: String,
+    pub resolution_hours: u64,
+}
+
+impl Config {
+    /// Reads and checks a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: path.to_path_buf(),
+            source,
+        })?;
+        let mut config = Config::parse(path, &text)?;
+        config.source = Some(path.to_path_buf());
+        validate(path, &config)?;
+        Ok(config)
+    }
+
+    /// Stage one: TOML into types; a syntax or type error names line and key.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        toml::from_str::<Config>(text).map_err(|e| {
+            let (line, column) = e
+                .span()
+                .map(|s| line_col(text, s.start))
+                .unwrap_or((0, 0));
+            ConfigError::Syntax {
+                file: path.to_path_buf(),
+                line,
+                column,
+                message: e.message().to_string(),
+            }
+        })
+    }
+
+    /// Directory holding reply templates.
+    pub fn templates_dir(&self) -> PathBuf {
+        let base = self
+            .source
+            .as_ref()
+            .and_then(|p| p.parent())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        match &self.outbox.templates_dir {
+            Some(d) if d.is_absolute() => d.clone(),
+            Some(d) => base.join(d),
+            None => base.join("templates"),
+        }
+    }
+
+    pub fn control_path(&self) -> PathBuf {
+        self.server
+            .control
+            .clone()
+            .unwrap_or_else(|| self.server.data_dir.join("control.sock"))
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+    (line, column)
+}

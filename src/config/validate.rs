@@ -1,0 +1,97 @@
+//! Stage two of the config: checks that types cannot express.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use super::{Config, ConfigError};
+
+pub fn validate(file: &Path, config: &Config) -> Result<(), ConfigError> {
+    let invalid = |key: String, message: String| ConfigError::Invalid {
+        file: file.to_path_buf(),
+        key,
+        message,
+    };
+    let limits = &config.limits;
+    for (key, value) in [
+        ("limits.max_message_size", limits.max_message_size),
+        ("limits.max_recipients", limits.max_recipients as u64),
+        ("limits.max_connections", limits.max_connections as u64),
+        ("limits.command_timeout_secs", limits.command_timeout_secs),
+        ("limits.data_timeout_secs", limits.data_timeout_secs),
+        ("limits.session_timeout_secs", limits.session_timeout_secs),
+        ("limits.next_hop_timeout_secs", limits.next_hop_timeout_secs),
+    ] {
+        if value == 0 {
+            return Err(invalid(key.into(), "must be greater than 0".into()));
+        }
+    }
+
+    if config.auth.dns == super::DnsMode::System {
+        return Err(invalid(
+            "auth.dns".into(),
+            "\"system\" is not supported by this version; use \"off\"".into(),
+        ));
+    }
+
+    let mut seen_address: HashMap<String, String> = HashMap::new();
+    let mut seen_prefix: HashMap<String, String> = HashMap::new();
+    for (h, desk) in config.helpdesks.iter().enumerate() {
+        let key = |rest: &str| format!("helpdesk[{h}] ({}).{rest}", desk.name);
+        if desk.name.trim().is_empty() {
+            return Err(invalid(key("name"), "must not be empty".into()));
+        }
+        if desk.ticket_prefix.is_empty()
+            || !desk
+                .ticket_prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric())
+        {
+            return Err(invalid(
+                key("ticket_prefix"),
+                format!("`{}` must be ASCII letters and digits", desk.ticket_prefix),
+            ));
+        }
+        if let Some(other) = seen_prefix.insert(desk.ticket_prefix.to_ascii_uppercase(), desk.name.clone()) {
+            return Err(invalid(
+                key("ticket_prefix"),
+                format!("`{}` is already used by helpdesk {other}", desk.ticket_prefix),
+            ));
+        }
+        check_address(&desk.reply_from).map_err(|m| invalid(key("reply_from"), m))?;
+        if desk.queues.is_empty() {
+            return Err(invalid(key("queue"), "a helpdesk needs at least one queue".into()));
+        }
+        for (q, queue) in desk.queues.iter().enumerate() {
+            check_address(&queue.address).map_err(|m| invalid(key(&format!("queue[{q}].address")), m))?;
+            let lower = queue.address.to_lowercase();
+            if let Some(other) = seen_address.insert(lower, desk.name.clone()) {
+                return Err(invalid(
+                    key(&format!("queue[{q}].address")),
+                    format!("`{}` is already a queue of {other}", queue.address),
+                ));
+            }
+        }
+        for (s, sev) in desk.severities.iter().enumerate() {
+            if sev.level.trim().is_empty() {
+                return Err(invalid(key(&format!("severity[{s}].level")), "must not be empty".into()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A plain `local@domain` address; no display names or angle brackets.
+pub fn check_address(addr: &str) -> Result<(), String> {
+    let Some((local, domain)) = addr.rsplit_once('@') else {
+        return Err(format!("`{addr}` is not an address (local@domain)"));
+    };
+    let ok = !local.is_empty()
+        && !domain.is_empty()
+        && domain.contains('.')
+        && !addr.chars().any(|c| c.is_whitespace() || "<>,;\"".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("`{addr}` is not an address (local@domain)"))
+    }
+}

@@ -1,0 +1,141 @@
+//! The control socket: a Unix socket (mode 0600) speaking one JSON request
+//! per line, one JSON answer per line. `ticketgate tickets` is its client,
+//! so the running server stays the store's only owner.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+use crate::lifecycle::Helpdesks;
+use crate::ticket::{Category, Status, Ticket};
+
+const MAX_REQUEST: u64 = 64 * 1024;
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One request: the operation and who asks (recorded in the history).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Request {
+    #[serde(flatten)]
+    pub op: Op,
+    #[serde(default)]
+    pub by: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Op {
+    List {
+        status: Option<Status>,
+        helpdesk: Option<String>,
+    },
+    Show {
+        id: String,
+    },
+    Take {
+        id: String,
+        by: String,
+    },
+    Severity {
+        id: String,
+        level: String,
+    },
+    Classify {
+        id: String,
+        category: Category,
+    },
+    Suspend {
+        id: String,
+        message: String,
+    },
+    Resume {
+        id: String,
+    },
+    Close {
+        id: String,
+    },
+    Reopen {
+        id: String,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Response {
+    Tickets { tickets: Vec<Ticket> },
+    Ticket { ticket: Box<Ticket> },
+    Error { error: String },
+}
+
+/// Binds the socket, replacing a stale one, and serves it until the task
+/// is dropped.
+pub fn start(path: &Path, desks: Arc<Helpdesks>) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    if path.exists() {
+        std::fs::remove_file(path)?;
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    let path = path.to_path_buf();
+    Ok(tokio::spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => {
+                    let desks = desks.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = serve_one(stream, &desks).await {
+                            tracing::debug!(error = %e, "control connection ended");
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, socket = %path.display(), "control accept failed");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }))
+}
+
+async fn serve_one(stream: UnixStream, desks: &Arc<Helpdesks>) -> std::io::Result<()> {
+    let (r, mut w) = stream.into_split();
+    let mut r = BufReader::new(r.take(MAX_REQUEST));
+    let mut line = String::new();
+    tokio::time::timeout(TIMEOUT, r.read_line(&mut line))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "request timed out"))??;
+    let response = match serde_json::from_str::<Request>(&line) {
+        Ok(request) => desks.control(request).await,
+        Err(e) => Response::Error {
+            error: format!("bad request: {e}"),
+        },
+    };
+    let mut out = serde_json::to_vec(&response).unwrap_or_else(|_| b"{\"error\":\"encoding\"}".to_vec());
+    out.push(b'\n');
+    w.write_all(&out).await?;
+    w.shutdown().await
+}
+
+/// Client side, for `ticketgate tickets`.
+pub async fn call(path: &PathBuf, request: &Request) -> Result<Response, String> {
+    let stream = UnixStream::connect(path)
+        .await
+        .map_err(|e| format!("cannot reach the server at {}: {e} (is ticketgate serve running?)", path.display()))?;
+    let (r, mut w) = stream.into_split();
+    let mut line = serde_json::to_vec(request).map_err(|e| e.to_string())?;
+    line.push(b'\n');
+    w.write_all(&line).await.map_err(|e| e.to_string())?;
+    let mut answer = String::new();
+    let mut r = BufReader::new(r.take(256 * 1024 * 1024));
+    tokio::time::timeout(TIMEOUT, r.read_line(&mut answer))
+        .await
+        .map_err(|_| "the server did not answer in time".to_string())?
+        .map_err(|e| e.to_string())?;
+    serde_json::from_str(&answer).map_err(|e| format!("bad answer from the server: {e}"))
+}

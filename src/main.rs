@@ -1,0 +1,237 @@
+//! The `ticketgate` command: serve, check-config, tickets.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use std::sync::Arc;
+
+use ticketgate::config::{Config, NextHop};
+use ticketgate::lifecycle::Helpdesks;
+use ticketgate::outbox::Outbox;
+use ticketgate::outbox::msgid::Signer;
+use ticketgate::outbox::render::Templates;
+use ticketgate::store::TicketStore;
+use ticketgate::logging::{self, LogFormat};
+use ticketgate::pipeline::Pipeline;
+use ticketgate::server::{Server, Shared};
+
+#[derive(Parser)]
+#[command(name = "ticketgate", version, about = "SMTP filter that opens helpdesk tickets in flight")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the SMTP filter.
+    Serve(ServeArgs),
+    /// Check a config file; errors name the file, line and key.
+    CheckConfig {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Look at and work on tickets, through the running server.
+    Tickets(TicketsArgs),
+}
+
+#[derive(clap::Args)]
+struct TicketsArgs {
+    /// Config file, to find the control socket.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Control socket path (overrides the config).
+    #[arg(long, global = true)]
+    control: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Who is acting, for the ticket's history (default: $USER).
+    #[arg(long = "as", global = true)]
+    actor: Option<String>,
+    #[command(subcommand)]
+    command: TicketCommand,
+}
+
+#[derive(Subcommand)]
+enum TicketCommand {
+    /// List tickets.
+    List {
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        helpdesk: Option<String>,
+    },
+    /// Show one ticket.
+    Show { id: String },
+    /// Take a ticket in charge.
+    Take {
+        id: String,
+        #[arg(long)]
+        by: String,
+    },
+    /// Set the severity (sets the resolution deadline).
+    Severity { id: String, level: String },
+    /// Classify as incident or maintenance (Manutenzione Ordinaria).
+    Classify { id: String, category: String },
+    /// Suspend with an information request mailed to the requester.
+    Suspend {
+        id: String,
+        #[arg(long)]
+        message: String,
+    },
+    Resume { id: String },
+    Close { id: String },
+    Reopen { id: String },
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    #[arg(long)]
+    config: PathBuf,
+    /// SMTP listen address (overrides server.listen).
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// host:port of the next SMTP hop, or maildir:DIR.
+    #[arg(long)]
+    next_hop: Option<String>,
+    #[arg(long)]
+    reply_relay: Option<std::net::SocketAddr>,
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    #[arg(long)]
+    control: Option<PathBuf>,
+    #[arg(long)]
+    milter: Option<String>,
+    /// Classify and log only; change nothing.
+    #[arg(long)]
+    shadow: bool,
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+mod tickets;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { config } => check_config(&config),
+        Command::Serve(args) => serve(args),
+        Command::Tickets(args) => tickets::run(args),
+    }
+}
+
+fn check_config(path: &std::path::Path) -> ExitCode {
+    match Config::load(path) {
+        Ok(config) => {
+            let queues: usize = config.helpdesks.iter().map(|h| h.queues.len()).sum();
+            println!(
+                "{}: ok ({} helpdesks, {} addresses)",
+                path.display(),
+                config.helpdesks.len(),
+                queues
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn apply_overrides(config: &mut Config, args: &ServeArgs) -> Result<(), String> {
+    if let Some(listen) = args.listen {
+        config.server.listen = listen;
+    }
+    if let Some(hop) = &args.next_hop {
+        config.server.next_hop = NextHop::try_from(hop.clone()).map_err(|e| format!("--next-hop: {e}"))?;
+    }
+    if let Some(relay) = args.reply_relay {
+        config.server.reply_relay = Some(relay);
+    }
+    if let Some(dir) = &args.data_dir {
+        config.server.data_dir = dir.clone();
+    }
+    if let Some(control) = &args.control {
+        config.server.control = Some(control.clone());
+    }
+    if args.shadow {
+        config.server.shadow = true;
+    }
+    Ok(())
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    logging::init(args.log_format);
+    let mut config = match Config::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = apply_overrides(&mut config, &args) {
+        eprintln!("{e}");
+        return ExitCode::from(2);
+    }
+    if args.milter.is_some() {
+        eprintln!("--milter: milter mode is not available in this build");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("ticketgate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> Result<(), String> {
+    let data_dir = config.server.data_dir.clone();
+    std::fs::create_dir_all(&data_dir).map_err(|e| format!("data dir {}: {e}", data_dir.display()))?;
+    let store = TicketStore::open(&data_dir).map_err(|e| format!("ticket store in {}: {e}", data_dir.display()))?;
+    let signer = Signer::load_or_create(&data_dir, &config.server.hostname)
+        .map_err(|e| format!("message-id key in {}: {e}", data_dir.display()))?;
+    let templates = Templates::load(&config.templates_dir())?;
+    let outbox = Outbox::start(store.clone(), config.server.reply_relay, &config.server.hostname, config.outbox.clone());
+    let control_path = config.control_path();
+    let desks = Arc::new(Helpdesks::new(config.clone(), store, outbox, signer, templates));
+    let _control = ticketgate::control::start(&control_path, desks.clone())
+        .map_err(|e| format!("control socket {}: {e}", control_path.display()))?;
+    let pipeline = Pipeline::new(desks);
+    let listen = config.server.listen;
+    let next_hop = config.server.next_hop.to_string();
+    let server = Server::bind(Shared { config, pipeline })
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let addr = server.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!(listen = %addr, next_hop, "ticketgate ready");
+    server.run(shutdown_signal()).await;
+    tracing::info!("ticketgate stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers; stop with kill -9");
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}

@@ -1,0 +1,232 @@
+//! The outbox: automatic replies are written with the ticket (state
+//! `held`), released (`queued`) once the next hop accepted the original,
+//! and delivered here to the reply relay with mail-send. State lives in the
+//! store, so retries survive a restart.
+
+pub mod compose;
+pub mod msgid;
+pub mod render;
+pub mod suppress;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mail_send::SmtpClientBuilder;
+use mail_send::smtp::message::Message;
+use tokio::sync::Notify;
+
+use crate::config::OutboxConfig;
+use crate::store::{Change, TicketStore};
+use crate::ticket::{ReplyRecord, ReplyState, Ticket, now_rfc3339};
+
+/// A reply to deliver: the ticket and the reply's Message-ID.
+type Key = (String, String);
+
+#[derive(Clone)]
+pub struct Outbox {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: TicketStore,
+    relay: Option<SocketAddr>,
+    hostname: String,
+    config: OutboxConfig,
+    pending: Mutex<BTreeSet<Key>>,
+    wake: Notify,
+}
+
+enum Attempt {
+    Sent,
+    Retry(String),
+    Fail(String),
+}
+
+impl Outbox {
+    /// Starts the delivery task; replies queued before a restart are
+    /// picked up from the store.
+    pub fn start(store: TicketStore, relay: Option<SocketAddr>, hostname: &str, config: OutboxConfig) -> Outbox {
+        let outbox = Outbox {
+            inner: Arc::new(Inner {
+                store,
+                relay,
+                hostname: hostname.to_string(),
+                config,
+                pending: Mutex::new(BTreeSet::new()),
+                wake: Notify::new(),
+            }),
+        };
+        match outbox.inner.store.list() {
+            Ok(tickets) => {
+                for t in &tickets {
+                    outbox.enqueue_queued(t);
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "outbox: cannot scan the store for queued replies"),
+        }
+        let worker = outbox.clone();
+        tokio::spawn(async move { worker.run().await });
+        outbox
+    }
+
+    /// Registers the ticket's queued replies and wakes the worker.
+    pub fn enqueue_queued(&self, ticket: &Ticket) {
+        let mut pending = self.inner.pending.lock().unwrap_or_else(|p| p.into_inner());
+        for r in &ticket.replies {
+            if r.state == ReplyState::Queued {
+                pending.insert((ticket.id.clone(), r.message_id.clone()));
+            }
+        }
+        drop(pending);
+        self.inner.wake.notify_one();
+    }
+
+    async fn run(&self) {
+        loop {
+            let next_due = self.deliver_due().await;
+            let wait = next_due.unwrap_or(Duration::from_secs(60)).min(Duration::from_secs(60));
+            tokio::select! {
+                _ = self.inner.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// Delivers every reply that is due; returns when the next one is.
+    async fn deliver_due(&self) -> Option<Duration> {
+        let keys: Vec<Key> = self.inner.pending.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect();
+        let now = time::OffsetDateTime::now_utc();
+        let mut next: Option<Duration> = None;
+        for key in keys {
+            let reply = match self.current(&key) {
+                Some(r) if r.state == ReplyState::Queued => r,
+                _ => {
+                    self.forget(&key);
+                    continue;
+                }
+            };
+            if let Some(at) = reply.next_attempt_at.as_deref().and_then(parse_time)
+                && at > now
+            {
+                let d = Duration::try_from(at - now).unwrap_or_default();
+                next = Some(next.map_or(d, |n| n.min(d)));
+                continue;
+            }
+            let attempt = self.send(&reply).await;
+            if let Some(d) = self.record(&key, attempt).await {
+                next = Some(next.map_or(d, |n| n.min(d)));
+            }
+        }
+        next
+    }
+
+    fn current(&self, (ticket, msgid): &Key) -> Option<ReplyRecord> {
+        let t = self.inner.store.get(ticket).ok()??;
+        t.replies.into_iter().find(|r| &r.message_id == msgid)
+    }
+
+    fn forget(&self, key: &Key) {
+        self.inner.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+    }
+
+    async fn send(&self, reply: &ReplyRecord) -> Attempt {
+        let Some(relay) = self.inner.relay else {
+            return Attempt::Retry("no reply relay configured".into());
+        };
+        let builder = match SmtpClientBuilder::new(relay.ip().to_string(), relay.port()) {
+            Ok(b) => b,
+            Err(e) => return Attempt::Fail(e),
+        };
+        let builder = builder
+            .implicit_tls(false)
+            .helo_host(self.inner.hostname.clone())
+            .timeout(Duration::from_secs(60));
+        let mut client = match builder.connect_plain().await {
+            Ok(c) => c,
+            Err(e) => return Attempt::Retry(format!("relay {relay}: {e}")),
+        };
+        // RFC 3834 §3.3: an automatic response goes out with a null
+        // return path, so it can never cause a bounce loop.
+        let message = Message::new("", [reply.to.as_str()], reply.raw.as_bytes());
+        let result = client.send(message).await;
+        let _ = client.quit().await;
+        match result {
+            Ok(()) => Attempt::Sent,
+            Err(mail_send::Error::UnexpectedReply(r)) if r.code() >= 500 => {
+                Attempt::Fail(format!("relay refused: {} {}", r.code(), r.message()))
+            }
+            Err(e) => Attempt::Retry(format!("relay {relay}: {e}")),
+        }
+    }
+
+    /// Writes the attempt's result; returns the delay to the next attempt.
+    async fn record(&self, key: &Key, attempt: Attempt) -> Option<Duration> {
+        let cfg = &self.inner.config;
+        let msgid = key.1.clone();
+        let (state, delay, note) = match &attempt {
+            Attempt::Sent => (ReplyState::Sent, None, String::new()),
+            Attempt::Fail(e) => (ReplyState::Failed, None, e.clone()),
+            Attempt::Retry(e) => (ReplyState::Queued, Some(()), e.clone()),
+        };
+        let (max_attempts, initial, max) = (cfg.max_attempts, cfg.retry_initial_secs, cfg.retry_max_secs);
+        let apply = move |t: &mut Ticket| {
+            let r = t
+                .replies
+                .iter_mut()
+                .find(|r| r.message_id == msgid)
+                .ok_or("reply vanished")?;
+            r.attempts += 1;
+            r.state = state;
+            r.next_attempt_at = None;
+            if delay.is_some() {
+                if r.attempts >= max_attempts {
+                    r.state = ReplyState::Failed;
+                } else {
+                    let secs = backoff(initial, max, r.attempts);
+                    r.next_attempt_at = Some(rfc3339(time::OffsetDateTime::now_utc() + Duration::from_secs(secs)));
+                }
+            }
+            Ok(())
+        };
+        let change = Change::Update {
+            id: key.0.clone(),
+            dedupe_key: None,
+            apply: Box::new(apply),
+        };
+        match self.inner.store.submit(change).await {
+            Ok(outcome) => {
+                let ticket = outcome.ticket();
+                let r = ticket.replies.iter().find(|r| r.message_id == key.1)?;
+                tracing::info!(
+                    target: "ticketgate::outbox",
+                    ticket = %ticket.id, message_id = %r.message_id, to = %r.to,
+                    state = ?r.state, attempts = r.attempts, note = %note,
+                    "reply"
+                );
+                if r.state != ReplyState::Queued {
+                    self.forget(key);
+                    return None;
+                }
+                Some(Duration::from_secs(backoff(initial, max, r.attempts)))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, ticket = %key.0, "outbox: cannot record a delivery attempt");
+                Some(Duration::from_secs(initial))
+            }
+        }
+    }
+}
+
+fn backoff(initial: u64, max: u64, attempts: u32) -> u64 {
+    initial.saturating_mul(1u64 << attempts.saturating_sub(1).min(20)).min(max).max(1)
+}
+
+fn parse_time(s: &str) -> Option<time::OffsetDateTime> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
+}
+
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| now_rfc3339())
+}

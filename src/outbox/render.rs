@@ -1,0 +1,156 @@
+//! Reply templates: plain text files in the config directory, one per
+//! kind, `Subject:` on the first line, then an empty line and the body.
+//! `{name}` placeholders are filled from the ticket; a line whose
+//! placeholders are all empty is left out, so optional details (procedure,
+//! contract) need no conditionals.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use crate::config::HelpdeskConfig;
+use crate::ticket::{ReplyKind, Ticket};
+
+const KINDS: &[(ReplyKind, &str, &str)] = &[
+    (ReplyKind::Created, "created.txt", include_str!("../../config/templates/created.txt")),
+    (ReplyKind::InfoRequest, "info_request.txt", include_str!("../../config/templates/info_request.txt")),
+    (ReplyKind::Resumed, "resumed.txt", include_str!("../../config/templates/resumed.txt")),
+    (ReplyKind::Closed, "closed.txt", include_str!("../../config/templates/closed.txt")),
+    (ReplyKind::Reopened, "reopened.txt", include_str!("../../config/templates/reopened.txt")),
+];
+
+#[derive(Debug, Clone)]
+pub struct Template {
+    subject: String,
+    body: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Templates {
+    by_kind: HashMap<ReplyKind, Template>,
+}
+
+impl Templates {
+    /// Files in `dir` override the built-in Italian defaults.
+    pub fn load(dir: &Path) -> Result<Templates, String> {
+        let mut by_kind = HashMap::new();
+        for (kind, file, default) in KINDS {
+            let path = dir.join(file);
+            let text = match std::fs::read_to_string(&path) {
+                Ok(t) => t,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => default.to_string(),
+                Err(e) => return Err(format!("{}: {e}", path.display())),
+            };
+            let t = parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            by_kind.insert(*kind, t);
+        }
+        Ok(Templates { by_kind })
+    }
+
+    pub fn builtin() -> Templates {
+        let by_kind = KINDS
+            .iter()
+            .map(|(k, _, text)| (*k, parse(text).expect("built-in templates parse")))
+            .collect();
+        Templates { by_kind }
+    }
+
+    /// (subject, body) for a reply; `extra` fills {message} and {missing}.
+    pub fn render(&self, kind: ReplyKind, desk: &HelpdeskConfig, ticket: &Ticket, extra: &Extra) -> (String, String) {
+        let t = &self.by_kind[&kind];
+        let vars = variables(desk, ticket, extra);
+        (fill_line(&t.subject, &vars).unwrap_or_default(), fill_text(&t.body, &vars))
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Extra {
+    /// The workgroup's text (information request) or the refusal reason.
+    pub message: String,
+    /// What the quality check found missing.
+    pub missing: String,
+}
+
+fn parse(text: &str) -> Result<Template, String> {
+    let text = text.replace("\r\n", "\n");
+    let (first, body) = text.split_once("\n\n").ok_or("needs `Subject: ...`, an empty line, then the body")?;
+    let subject = first
+        .strip_prefix("Subject:")
+        .ok_or("the first line must be `Subject: ...`")?
+        .trim()
+        .to_string();
+    Ok(Template {
+        subject,
+        body: body.to_string(),
+    })
+}
+
+fn variables(desk: &HelpdeskConfig, t: &Ticket, extra: &Extra) -> HashMap<&'static str, String> {
+    let next_steps = desk
+        .next_steps
+        .as_deref()
+        .map(|s| s.replace("{sector}", t.sector.as_deref().unwrap_or("")))
+        .unwrap_or_default();
+    HashMap::from([
+        ("ticket", t.id.clone()),
+        ("helpdesk", t.helpdesk.clone()),
+        ("queue", t.queue.clone()),
+        ("procedure", t.procedure.clone().unwrap_or_default()),
+        ("sector", t.sector.clone().unwrap_or_default()),
+        ("urgency", t.urgency.as_str().to_string()),
+        ("contract", t.contract.clone().unwrap_or_default()),
+        ("status", t.status.as_str().to_string()),
+        ("severity", t.severity.clone().unwrap_or_default()),
+        ("due_at", t.due_at.clone().unwrap_or_default()),
+        ("subject", t.subject.clone()),
+        ("next_steps", next_steps),
+        ("message", extra.message.clone()),
+        ("missing", extra.missing.clone()),
+    ])
+}
+
+/// Fills one line; `None` when it had placeholders and all were empty.
+fn fill_line(line: &str, vars: &HashMap<&'static str, String>) -> Option<String> {
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    let mut placeholders = 0;
+    let mut filled = 0;
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}') else { break };
+        let name = &rest[open + 1..open + close];
+        out.push_str(&rest[..open]);
+        match vars.get(name) {
+            Some(value) => {
+                placeholders += 1;
+                if !value.is_empty() {
+                    filled += 1;
+                }
+                out.push_str(value);
+            }
+            None => out.push_str(&rest[open..=open + close]),
+        }
+        rest = &rest[open + close + 1..];
+    }
+    out.push_str(rest);
+    (placeholders == 0 || filled > 0).then_some(out)
+}
+
+fn fill_text(text: &str, vars: &HashMap<&'static str, String>) -> String {
+    text.lines().filter_map(|l| fill_line(l, vars)).collect::<Vec<_>>().join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_with_only_empty_placeholders_are_dropped() {
+        let vars = HashMap::from([("a", "x".to_string()), ("b", String::new())]);
+        assert_eq!(fill_text("A: {a}\nB: {b}\nplain\n{a}{b}", &vars), "A: x\nplain\nx");
+    }
+
+    #[test]
+    fn builtin_templates_parse() {
+        let t = Templates::builtin();
+        assert_eq!(t.by_kind.len(), KINDS.len());
+    }
+}

@@ -1,0 +1,76 @@
+//! Reason codes: why the pipeline decided what it did. One enum serves the
+//! logs and the JSON, so an admin can grep for what a ticket shows.
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! reasons {
+    ($($variant:ident => $code:literal),* $(,)?) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum ReasonCode {
+            $(#[serde(rename = $code)] $variant,)*
+        }
+
+        impl ReasonCode {
+            pub fn as_str(self) -> &'static str {
+                match self { $(ReasonCode::$variant => $code,)* }
+            }
+
+            pub const ALL: &'static [ReasonCode] = &[$(ReasonCode::$variant,)*];
+        }
+    };
+}
+
+reasons! {
+    RouteHelpdeskAddress => "route.helpdesk_address",
+    RouteStaffAddressIgnored => "route.staff_address_ignored",
+    RouteExtraRecipient => "route.extra_recipient",
+    ParseFailed => "parse.failed",
+    ParseNoMessageId => "parse.no_message_id",
+    ParseTooLarge => "parse.too_large",
+    ParseHtmlOnly => "parse.html_only",
+    ProcedureSubjectMatch => "procedure.subject_match",
+    ProcedureBodyMatch => "procedure.body_match",
+    ProcedureNone => "procedure.none",
+    ProcedureQueue => "procedure.queue",
+    SectorQueue => "sector.queue",
+    SectorKeyword => "sector.keyword",
+    SectorKeywordMago => "sector.keyword_mago",
+    SectorDefault => "sector.default",
+    UrgencySubjectUrgente => "urgency.subject_urgente",
+    UrgencySubjectCritico => "urgency.subject_critico",
+    UrgencySubjectKeyword => "urgency.subject_keyword",
+    UrgencyDefault => "urgency.default",
+    ContractBody => "contract.body",
+    FollowupInReplyTo => "followup.in_reply_to",
+    FollowupReferences => "followup.references",
+    FollowupSubjectId => "followup.subject_id",
+    FollowupUnknownTicket => "followup.unknown_ticket",
+    DuplicateMessageId => "duplicate.message_id",
+    CommandClose => "command.close",
+    CommandReopen => "command.reopen",
+    CommandNoTicket => "command.no_ticket",
+    CommandNotRequester => "command.not_requester",
+    CommandNotAuthenticated => "command.not_authenticated",
+    CommandIllegalTransition => "command.illegal_transition",
+    QualityVagueSubject => "quality.vague_subject",
+    QualityShortBody => "quality.short_body",
+    AutoReplyOutOfOffice => "autoreply.out_of_office",
+    ReplySuppressedAutoSubmitted => "reply.suppressed_auto_submitted",
+    ReplySuppressedPrecedence => "reply.suppressed_precedence",
+    ReplySuppressedList => "reply.suppressed_list",
+    ReplySuppressedNullSender => "reply.suppressed_null_sender",
+    ReplySuppressedOwnAddress => "reply.suppressed_own_address",
+    ReplySuppressedRateLimit => "reply.suppressed_rate_limit",
+    ResumeOnReply => "resume.on_reply",
+    ForgedHeaderRemoved => "tag.forged_header_removed",
+    AuthDmarcPass => "auth.dmarc_pass",
+    AuthDmarcFail => "auth.dmarc_fail",
+    AuthNone => "auth.none",
+    Shadow => "shadow",
+}
+
+impl std::fmt::Display for ReasonCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -1,0 +1,131 @@
+//! The listener: accepts connections, one task per session, a semaphore
+//! for the connection limit, and a two-phase shutdown (drain, then close).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+
+use crate::config::Config;
+use crate::pipeline::Pipeline;
+use crate::smtp::Session;
+
+/// Where the server is in its life; sessions watch it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Running,
+    /// No new connections; sessions finish their transaction.
+    Draining,
+    /// The grace period is over: sessions say `421` and close.
+    Closing,
+}
+
+pub struct Shared {
+    pub config: Config,
+    pub pipeline: Pipeline,
+}
+
+pub struct Server {
+    listener: TcpListener,
+    sessions: Sessions,
+}
+
+/// What outlives the listener during shutdown.
+struct Sessions {
+    shared: Arc<Shared>,
+    slots: Arc<Semaphore>,
+    phase: watch::Sender<Phase>,
+}
+
+impl Server {
+    pub async fn bind(shared: Shared) -> std::io::Result<Server> {
+        let listener = TcpListener::bind(shared.config.server.listen).await?;
+        let slots = Arc::new(Semaphore::new(shared.config.limits.max_connections));
+        let (phase, _) = watch::channel(Phase::Running);
+        Ok(Server {
+            listener,
+            sessions: Sessions {
+                shared: Arc::new(shared),
+                slots,
+                phase,
+            },
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` completes, then drains.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let Server { listener, sessions } = self;
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => sessions.start(stream, peer),
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::error!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                _ = &mut shutdown => break,
+            }
+        }
+        // Closing the listening socket makes new connections fail at once
+        // instead of waiting in the backlog until we exit.
+        drop(listener);
+        sessions.drain().await;
+    }
+}
+
+impl Sessions {
+    fn start(&self, stream: TcpStream, peer: SocketAddr) {
+        let _ = stream.set_nodelay(true);
+        let Ok(permit) = self.slots.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "connection limit reached");
+            tokio::spawn(refuse(stream));
+            return;
+        };
+        let session = Session::new(stream, peer, self.shared.clone(), self.phase.subscribe());
+        tokio::spawn(async move {
+            tracing::debug!(session = session.id(), %peer, "connected");
+            session.run().await;
+            drop(permit);
+        });
+    }
+
+    async fn drain(&self) {
+        let limits = &self.shared.config.limits;
+        let total = limits.max_connections as u32;
+        tracing::info!(grace_secs = limits.shutdown_grace_secs, "shutting down: draining sessions");
+        let _ = self.phase.send(Phase::Draining);
+        if tokio::time::timeout(limits.shutdown_grace(), self.slots.acquire_many(total))
+            .await
+            .is_ok()
+        {
+            tracing::info!("all sessions finished");
+            return;
+        }
+        tracing::info!("grace period over: closing remaining sessions");
+        let _ = self.phase.send(Phase::Closing);
+        // A session in the middle of forwarding finishes that step (bounded
+        // by the next hop timeout) before it can say 421.
+        let rest = limits.next_hop_timeout() + Duration::from_secs(5);
+        if tokio::time::timeout(rest, self.slots.acquire_many(total)).await.is_err() {
+            tracing::warn!("sessions still running at exit");
+        }
+    }
+}
+
+async fn refuse(mut stream: TcpStream) {
+    let _ = stream
+        .write_all(b"421 4.7.0 Too many connections, try again later\r\n")
+        .await;
+    let _ = stream.shutdown().await;
+}

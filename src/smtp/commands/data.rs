@@ -1,0 +1,217 @@
+//! DATA: receive the message (streamed into a spool), run the pipeline,
+//! hand the message to the next hop, and answer our client with the next
+//! hop's verdict only once the ticket change is on disk.
+
+use std::time::Instant;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::forward::Outgoing;
+use crate::pipeline::{Envelope, Prepared};
+use crate::server::Phase;
+use crate::smtp::data::DataDecoder;
+use crate::smtp::io::ReadError;
+use crate::smtp::reply::Reply;
+use crate::smtp::session::{Flow, Session, State, Transaction, shutting_down};
+use crate::spool::Spool;
+
+enum DataFailure {
+    /// The client is gone; nothing more to say.
+    Disconnected,
+    /// Say this and close the connection.
+    Fatal(Reply),
+    /// Say this; the session goes on.
+    Rejected(Reply),
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+    pub(super) async fn handle_data(&mut self) -> Flow {
+        match &self.state {
+            State::Transaction(txn) if !txn.rcpts.is_empty() => {}
+            State::Transaction(_) => {
+                self.reply(Reply::new(554, "5.5.1", "No valid recipients"));
+                return Flow::Continue;
+            }
+            _ => {
+                self.reply(Reply::new(503, "5.5.1", "Send MAIL and RCPT first"));
+                return Flow::Continue;
+            }
+        }
+        self.reply(Reply {
+            code: 354,
+            enhanced: String::new(),
+            lines: vec!["End data with <CR><LF>.<CR><LF>".into()],
+        });
+        if self.io.flush().await.is_err() {
+            return Flow::Quit;
+        }
+        let started = Instant::now();
+        match self.receive_data().await {
+            Ok(spool) => {
+                self.deliver(spool, started).await;
+                Flow::Continue
+            }
+            Err(DataFailure::Disconnected) => Flow::Quit,
+            Err(DataFailure::Fatal(reply)) => {
+                self.reply(reply);
+                Flow::Quit
+            }
+            Err(DataFailure::Rejected(reply)) => {
+                self.log_rejected(&reply, started);
+                self.abort_transaction().await;
+                self.reply(reply);
+                Flow::Continue
+            }
+        }
+    }
+
+    async fn receive_data(&mut self) -> Result<Spool, DataFailure> {
+        let config = &self.shared.config;
+        let mut decoder = DataDecoder::new(config.limits.max_message_size);
+        let mut spool = Spool::new(&config.server.data_dir.join("spool"), config.limits.spool_memory_bytes);
+        let timeout = config.limits.data_timeout();
+        let mut decoded = Vec::with_capacity(64 * 1024);
+        while !decoder.is_done() {
+            if *self.phase.borrow() == Phase::Closing {
+                return Err(DataFailure::Fatal(shutting_down()));
+            }
+            let read = self
+                .io
+                .read_chunk(timeout, |bytes| decoder.feed(bytes, &mut decoded))
+                .await;
+            match read {
+                Ok(()) => {}
+                Err(ReadError::Timeout) => {
+                    return Err(DataFailure::Fatal(Reply::new(421, "4.4.2", "Timeout waiting for data, closing")));
+                }
+                Err(ReadError::Closed | ReadError::Io(_)) => return Err(DataFailure::Disconnected),
+            }
+            if !decoded.is_empty() {
+                spool.write(&decoded).await.map_err(spool_failure)?;
+                decoded.clear();
+            }
+        }
+        let flags = decoder.flags();
+        if flags.bare_cr || flags.bare_lf {
+            return Err(DataFailure::Rejected(Reply::new(
+                554,
+                "5.6.0",
+                "Message contains bare CR or bare LF; lines must end with CRLF",
+            )));
+        }
+        if flags.too_large {
+            let max = config.limits.max_message_size;
+            return Err(DataFailure::Rejected(Reply::new(
+                552,
+                "5.3.4",
+                format!("Message size exceeds fixed limit of {max} bytes"),
+            )));
+        }
+        spool.finish().await.map_err(spool_failure)?;
+        Ok(spool)
+    }
+
+    async fn deliver(&mut self, spool: Spool, started: Instant) {
+        let State::Transaction(txn) = std::mem::replace(&mut self.state, State::Ready) else {
+            return;
+        };
+        let envelope = Envelope {
+            session: &self.id,
+            client: &self.client,
+            from: &txn.from,
+            rcpts: &txn.rcpts,
+        };
+        let prepared = match self.shared.pipeline.prepare(&envelope, &spool).await {
+            Ok(prepared) => prepared,
+            Err(reply) => {
+                self.state = State::Transaction(txn);
+                self.log_rejected(&reply, started);
+                self.abort_transaction().await;
+                self.reply(reply);
+                return;
+            }
+        };
+        let hop_reply = self.forward(&prepared, &spool).await;
+        let reply = self.shared.pipeline.settle(&prepared, &hop_reply).await;
+        log_summary(&self.id, &self.client.addr, &txn, spool.len(), &prepared, &reply, started);
+        self.reply(reply);
+    }
+
+    async fn forward(&mut self, prepared: &Prepared, spool: &Spool) -> Reply {
+        let outgoing = Outgoing {
+            head: &prepared.head,
+            skip: prepared.skip,
+            spool,
+        };
+        let Some(hop) = self.hop.as_mut() else {
+            return Reply::new(451, "4.4.1", "Next hop connection lost, try again later");
+        };
+        match hop.data(&outgoing).await {
+            Ok(reply) => reply,
+            Err(e) => {
+                tracing::warn!(session = %self.id, error = %e, "next hop failed during DATA");
+                // Its state is unknown now: never reuse it.
+                self.hop = None;
+                e.to_reply()
+            }
+        }
+    }
+
+    fn log_rejected(&self, reply: &Reply, started: Instant) {
+        let (from, rcpts) = match &self.state {
+            State::Transaction(t) => (t.from.as_str(), t.rcpts.join(",")),
+            _ => ("", String::new()),
+        };
+        tracing::info!(
+            target: "ticketgate::message",
+            session = %self.id,
+            client = self.client.addr.as_deref().unwrap_or(""),
+            from,
+            rcpts,
+            reply = %reply.summary(),
+            duration_ms = started.elapsed().as_millis() as u64,
+            "message refused"
+        );
+    }
+}
+
+fn spool_failure(e: std::io::Error) -> DataFailure {
+    tracing::error!(error = %e, "cannot write the spool");
+    DataFailure::Fatal(Reply::new(451, "4.3.0", "Local error writing the message, try again later"))
+}
+
+fn log_summary(
+    session: &str,
+    client: &Option<String>,
+    txn: &Transaction,
+    size: u64,
+    prepared: &Prepared,
+    reply: &Reply,
+    started: Instant,
+) {
+    let o = &prepared.outcome;
+    tracing::info!(
+        target: "ticketgate::message",
+        session,
+        client = client.as_deref().unwrap_or(""),
+        message_id = o.message_id.as_deref().unwrap_or(""),
+        from = %txn.from,
+        rcpts = %txn.rcpts.join(","),
+        size,
+        helpdesk = %o.helpdesks(),
+        ticket = %o.tickets(),
+        action = %o.actions(),
+        reasons = %o.reasons(),
+        queue_id = queue_id(reply).unwrap_or(""),
+        next_hop_reply = %reply.summary(),
+        duration_ms = started.elapsed().as_millis() as u64,
+        "message"
+    );
+}
+
+/// The queue id in a Postfix-style `250 2.0.0 Ok: queued as 4Xk...` reply.
+fn queue_id(reply: &Reply) -> Option<&str> {
+    let line = reply.lines.last()?;
+    let (_, id) = line.split_once("queued as ")?;
+    id.split_whitespace().next()
+}

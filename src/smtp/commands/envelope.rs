@@ -1,0 +1,110 @@
+//! MAIL and RCPT. Both are passed to the next hop as they arrive, so its
+//! verdict on each recipient reaches our client (before-queue proxy mode).
+
+use smtp_proto::{MAIL_BODY_8BITMIME, MAIL_BODY_BINARYMIME, MAIL_SMTPUTF8, MailFrom, RcptTo};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::forward::{HopError, MailParams, NextHopConn};
+use crate::smtp::reply::Reply;
+use crate::smtp::session::{Session, State, Transaction};
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+    pub(super) async fn handle_mail(&mut self, from: MailFrom<String>) {
+        match self.state {
+            State::Connected => return self.reply(Reply::new(503, "5.5.1", "Send EHLO or HELO first")),
+            State::Transaction(_) => return self.reply(Reply::new(503, "5.5.1", "Nested MAIL command")),
+            State::Ready => {}
+        }
+        let max = self.shared.config.limits.max_message_size;
+        if from.size as u64 > max {
+            return self.reply(Reply::new(
+                552,
+                "5.3.4",
+                format!("Message size exceeds fixed limit of {max} bytes"),
+            ));
+        }
+        if from.flags & MAIL_BODY_BINARYMIME != 0 {
+            return self.reply(Reply::new(555, "5.5.4", "BODY=BINARYMIME not supported"));
+        }
+        let params = MailParams {
+            size: (from.size > 0).then_some(from.size as u64),
+            eight_bit: from.flags & MAIL_BODY_8BITMIME != 0,
+            smtputf8: from.flags & MAIL_SMTPUTF8 != 0,
+        };
+        let reply = match self.hop_mail(&from.address, &params).await {
+            Ok(reply) => reply,
+            Err(e) => {
+                tracing::warn!(session = %self.id, error = %e, "next hop failed at MAIL");
+                self.hop = None;
+                e.to_reply()
+            }
+        };
+        if reply.is_positive() {
+            self.state = State::Transaction(Transaction {
+                from: from.address,
+                params,
+                rcpts: Vec::new(),
+            });
+        }
+        self.reply(reply);
+    }
+
+    async fn hop_mail(&mut self, from: &str, params: &MailParams) -> Result<Reply, HopError> {
+        let hop = self.connected_hop().await?;
+        hop.mail(from, params).await
+    }
+
+    /// The next hop connection, opened on first use and given the client's
+    /// XFORWARD details when they changed.
+    pub(super) async fn connected_hop(&mut self) -> Result<&mut NextHopConn, HopError> {
+        if self.hop.is_none() {
+            let config = &self.shared.config;
+            let hop = NextHopConn::connect(
+                &config.server.next_hop,
+                &config.server.hostname,
+                config.limits.next_hop_timeout(),
+            )
+            .await?;
+            self.hop = Some(hop);
+            self.hop_needs_xforward = true;
+        }
+        let hop = self.hop.as_mut().expect("hop was just connected");
+        if self.hop_needs_xforward {
+            hop.xforward(&self.client).await?;
+            self.hop_needs_xforward = false;
+        }
+        Ok(hop)
+    }
+
+    pub(super) async fn handle_rcpt(&mut self, to: RcptTo<String>) {
+        let max = self.shared.config.limits.max_recipients;
+        let State::Transaction(txn) = &self.state else {
+            return self.reply(Reply::new(503, "5.5.1", "Send MAIL first"));
+        };
+        if txn.rcpts.len() >= max {
+            return self.reply(Reply::new(452, "4.5.3", format!("Too many recipients (limit {max})")));
+        }
+        if to.address.is_empty() {
+            return self.reply(Reply::new(501, "5.1.3", "Empty recipient address"));
+        }
+        let result = match self.hop.as_mut() {
+            Some(hop) => hop.rcpt(&to.address).await,
+            None => Err(HopError::Closed),
+        };
+        let reply = match result {
+            Ok(reply) => reply,
+            Err(e) => {
+                tracing::warn!(session = %self.id, error = %e, "next hop failed at RCPT");
+                self.hop = None;
+                self.state = State::Ready;
+                e.to_reply()
+            }
+        };
+        if reply.is_positive()
+            && let State::Transaction(txn) = &mut self.state
+        {
+            txn.rcpts.push(to.address);
+        }
+        self.reply(reply);
+    }
+}

@@ -1,0 +1,181 @@
+//! One SMTP session: the state machine and the command loop. Each verb's
+//! handling lives in `commands/`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
+
+use super::io::{Line, MAX_COMMAND_LINE, ReadError, SmtpIo};
+use super::reply::Reply;
+use crate::forward::{ClientInfo, MailParams, NextHopConn};
+use crate::server::{Phase, Shared};
+
+pub enum State {
+    /// Connected (or reset by XCLIENT); EHLO or HELO must come first.
+    Connected,
+    Ready,
+    Transaction(Transaction),
+}
+
+pub struct Transaction {
+    pub from: String,
+    pub params: MailParams,
+    pub rcpts: Vec<String>,
+}
+
+pub enum Flow {
+    Continue,
+    Quit,
+}
+
+pub struct Session<S> {
+    pub(super) io: SmtpIo<S>,
+    pub(super) shared: Arc<Shared>,
+    pub(super) id: String,
+    pub(super) peer: SocketAddr,
+    pub(super) client: ClientInfo,
+    pub(super) helo: Option<String>,
+    pub(super) esmtp: bool,
+    pub(super) state: State,
+    pub(super) hop: Option<NextHopConn>,
+    /// XFORWARD details changed since the hop last saw them.
+    pub(super) hop_needs_xforward: bool,
+    pub(super) started: Instant,
+    pub(super) phase: watch::Receiver<Phase>,
+}
+
+enum Next {
+    Line(Vec<u8>),
+    TooLong,
+    Stop(Option<Reply>),
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+    pub fn new(stream: S, peer: SocketAddr, shared: Arc<Shared>, phase: watch::Receiver<Phase>) -> Self {
+        let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_uppercase();
+        Session {
+            io: SmtpIo::new(stream),
+            shared,
+            id,
+            peer,
+            client: ClientInfo {
+                addr: Some(peer.ip().to_string()),
+                port: Some(peer.port().to_string()),
+                ..ClientInfo::default()
+            },
+            helo: None,
+            esmtp: false,
+            state: State::Connected,
+            hop: None,
+            hop_needs_xforward: false,
+            started: Instant::now(),
+            phase,
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn is_trusted_upstream(&self) -> bool {
+        self.shared.config.server.trusted_upstreams.contains(&self.peer.ip())
+    }
+
+    pub async fn run(mut self) {
+        let greeting = self.greeting();
+        self.io.queue(greeting.to_wire().as_bytes());
+        if self.io.flush().await.is_err() {
+            return;
+        }
+        loop {
+            let line = match self.next_line().await {
+                Next::Line(line) => line,
+                Next::TooLong => {
+                    self.reply(Reply::new(500, "5.5.2", "Line too long (RFC 5321 limit is 512 octets)"));
+                    if self.io.flush_if_idle().await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+                Next::Stop(reply) => {
+                    if let Some(reply) = reply {
+                        self.reply(reply);
+                        let _ = self.io.flush().await;
+                    }
+                    break;
+                }
+            };
+            let flow = self.dispatch(&line).await;
+            if self.io.flush_if_idle().await.is_err() {
+                break;
+            }
+            if let Flow::Quit = flow {
+                let _ = self.io.flush().await;
+                break;
+            }
+        }
+        if let Some(hop) = self.hop.take() {
+            hop.quit().await;
+        }
+    }
+
+    pub(super) fn greeting(&self) -> Reply {
+        Reply {
+            code: 220,
+            enhanced: String::new(),
+            lines: vec![format!("{} ESMTP ticketgate", self.shared.config.server.hostname)],
+        }
+    }
+
+    pub(super) fn reply(&mut self, reply: Reply) {
+        self.io.queue(reply.to_wire().as_bytes());
+    }
+
+    fn in_transaction(&self) -> bool {
+        matches!(self.state, State::Transaction(_))
+    }
+
+    /// Reads the next command, racing the read against the session's time
+    /// budget and the server's shutdown.
+    async fn next_line(&mut self) -> Next {
+        let limits = self.shared.config.limits.clone();
+        loop {
+            match *self.phase.borrow() {
+                Phase::Closing => return Next::Stop(Some(shutting_down())),
+                // Draining: a session between transactions has nothing to
+                // finish, so it is told to come back now.
+                Phase::Draining if !self.in_transaction() && !self.io.has_buffered_input() => {
+                    return Next::Stop(Some(shutting_down()));
+                }
+                _ => {}
+            }
+            let left = limits.session_timeout().saturating_sub(self.started.elapsed());
+            if left.is_zero() {
+                return Next::Stop(Some(Reply::new(421, "4.4.2", "Session time limit exceeded, closing")));
+            }
+            let timeout = limits.command_timeout().min(left);
+            tokio::select! {
+                read = self.io.read_line(MAX_COMMAND_LINE, timeout) => {
+                    return match read {
+                        Ok(Line::Complete(line)) => Next::Line(line),
+                        Ok(Line::TooLong) => Next::TooLong,
+                        Err(ReadError::Timeout) => Next::Stop(Some(Reply::new(421, "4.4.2", "Timeout waiting for a command, closing"))),
+                        Err(ReadError::Closed | ReadError::Io(_)) => Next::Stop(None),
+                    };
+                }
+                changed = self.phase.changed() => {
+                    if changed.is_err() {
+                        return Next::Stop(Some(shutting_down()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub(super) fn shutting_down() -> Reply {
+    Reply::new(421, "4.3.2", "Service shutting down, try again later")
+}

@@ -1,0 +1,135 @@
+//! Unit tests that need the store's internals (group commit accounting).
+
+use super::*;
+use crate::ticket::{Status, Urgency};
+
+fn ticket() -> Ticket {
+    Ticket {
+        id: String::new(),
+        helpdesk: "projectpp".into(),
+        queue: "nuovocaso".into(),
+        procedure: None,
+        sector: None,
+        urgency: Urgency::Normale,
+        contract: None,
+        status: Status::Open,
+        severity: None,
+        category: None,
+        requester: "a@example.com".into(),
+        subject: "s".into(),
+        created_at: "2026-01-01T00:00:00Z".into(),
+        due_at: None,
+        assignee: None,
+        recipients: vec![],
+        reasons: vec![],
+        messages: vec![],
+        replies: vec![],
+        history: vec![],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn store_group_commit_uses_fewer_syncs_than_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TicketStore::open(dir.path()).unwrap();
+    let before = store.syncs();
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            s.submit(Change::Create {
+                prefix: "PP".into(),
+                year: 2026,
+                ticket: ticket(),
+                dedupe_key: Some(format!("m{i}")),
+                finish: None,
+            })
+            .await
+        }));
+    }
+    for t in tasks {
+        assert!(matches!(t.await.unwrap(), Ok(Outcome::Created(_))));
+    }
+    let syncs = store.syncs() - before;
+    assert!(syncs >= 1 && syncs < 200, "syncs = {syncs}");
+    assert_eq!(store.list().unwrap().len(), 200);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn store_duplicates_and_rejections_need_no_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TicketStore::open(dir.path()).unwrap();
+    let create = || Change::Create {
+        prefix: "PP".into(),
+        year: 2026,
+        ticket: ticket(),
+        dedupe_key: Some("k".into()),
+        finish: None,
+    };
+    store.submit(create()).await.unwrap();
+    let syncs = store.syncs();
+    assert!(matches!(
+        store.submit(create()).await,
+        Ok(Outcome::Duplicate(_))
+    ));
+    let rejected = store
+        .submit(Change::Update {
+            id: "PP-2026-000001".into(),
+            dedupe_key: None,
+            apply: Box::new(|_| Err("no".into())),
+        })
+        .await;
+    assert!(matches!(rejected, Err(StoreError::Rejected(m)) if m == "no"));
+    assert_eq!(store.syncs(), syncs);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn store_panicking_apply_is_rejected_and_writer_survives() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TicketStore::open(dir.path()).unwrap();
+    let created = store
+        .submit(Change::Create {
+            prefix: "PP".into(),
+            year: 2026,
+            ticket: ticket(),
+            dedupe_key: None,
+            finish: None,
+        })
+        .await
+        .unwrap();
+    let id = created.ticket().id.clone();
+    let r = store
+        .submit(Change::Update {
+            id: id.clone(),
+            dedupe_key: None,
+            apply: Box::new(|_| panic!("boom")),
+        })
+        .await;
+    assert!(matches!(r, Err(StoreError::Rejected(_))));
+    let r = store
+        .submit(Change::Update {
+            id,
+            dedupe_key: None,
+            apply: Box::new(|t| {
+                t.subject = "after".into();
+                Ok(())
+            }),
+        })
+        .await;
+    assert!(matches!(r, Ok(Outcome::Updated(t)) if t.subject == "after"));
+    store.close().await;
+}
+
+#[test]
+fn store_blob_names_cannot_escape() {
+    let p = blobs::blob_path(Path::new("/data/blobs"), "../../etc/passwd");
+    assert!(p.starts_with("/data/blobs"));
+    assert!(!p.to_string_lossy().contains(".."));
+    let sha = "a".repeat(64);
+    assert_eq!(
+        blobs::blob_path(Path::new("/data/blobs"), &sha),
+        Path::new("/data/blobs").join(&sha)
+    );
+}

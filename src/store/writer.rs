@@ -1,0 +1,338 @@
+//! The single writer: every change to the database goes through here.
+//!
+//! Group commit: the writer blocks for one message, then drains whatever
+//! else is already queued (up to [`MAX_GROUP`]), applies each change as one
+//! atomic RocksDB write batch (one indradb `bulk_insert`), makes the group
+//! durable with ONE [`sync_wal`], and only then answers every submitter of
+//! the group. If the sync fails, every answer of the group becomes
+//! `Unavailable` and the writer is poisoned: from then on every change is
+//! refused with `Unavailable` until the store is reopened (after a failed
+//! fsync the state of the page cache is unknown, retrying it is not safe).
+
+use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use indradb::{BulkInsertItem, Edge, Vertex};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use super::durable::sync_wal;
+use super::error::StoreError;
+use super::schema::{Reader, encode_ticket, hash_dedupe_key, string_value};
+use super::{Change, Outcome};
+
+/// Most changes made durable by one fsync.
+pub(crate) const MAX_GROUP: usize = 256;
+/// Capacity of the channel feeding the writer.
+pub(crate) const CHANNEL_CAPACITY: usize = 1024;
+
+pub(crate) type Reply = oneshot::Sender<Result<Outcome, StoreError>>;
+
+pub(crate) enum Msg {
+    Change(Change, Reply),
+    /// Finish what is queued before this message, then stop and release the database.
+    Close(oneshot::Sender<()>),
+}
+
+/// Counters visible to unit tests.
+#[derive(Default)]
+pub(crate) struct Stats {
+    pub syncs: AtomicU64,
+    pub changes: AtomicU64,
+}
+
+pub(crate) struct Writer {
+    reader: Reader,
+    db_dir: PathBuf,
+    /// "<prefix>-<year>" -> (counter vertex, last sequence number used).
+    counters: HashMap<String, (Uuid, u64)>,
+    poisoned: Option<String>,
+    stats: Arc<Stats>,
+}
+
+/// What one change produced before the group's sync.
+struct Done {
+    reply: Reply,
+    result: Result<Outcome, StoreError>,
+}
+
+impl Writer {
+    pub fn new(reader: Reader, db_dir: PathBuf, stats: Arc<Stats>) -> Result<Writer, StoreError> {
+        let counters = reader
+            .counters()?
+            .into_iter()
+            .map(|(key, vertex, value)| (key, (vertex, value)))
+            .collect();
+        Ok(Writer {
+            reader,
+            db_dir,
+            counters,
+            poisoned: None,
+            stats,
+        })
+    }
+
+    pub fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+        let mut close_ack = None;
+        while close_ack.is_none() {
+            let Some(first) = rx.blocking_recv() else {
+                break;
+            };
+            let mut group = vec![first];
+            while group.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(msg) => group.push(msg),
+                    Err(_) => break,
+                }
+            }
+            let mut done = Vec::with_capacity(group.len());
+            let mut dirty = false;
+            for msg in group {
+                match msg {
+                    Msg::Close(ack) => {
+                        if close_ack.is_none() {
+                            close_ack = Some(ack);
+                        }
+                    }
+                    Msg::Change(_, reply) if close_ack.is_some() => {
+                        let _ = reply.send(Err(StoreError::Unavailable("store closed".into())));
+                    }
+                    Msg::Change(change, reply) => {
+                        let result = self.apply_guarded(change, &mut dirty);
+                        done.push(Done { reply, result });
+                    }
+                }
+            }
+            if dirty && self.poisoned.is_none() {
+                self.stats.syncs.fetch_add(1, Ordering::Relaxed);
+                if let Err(e) = sync_wal(&self.db_dir) {
+                    self.poisoned = Some(format!("fsync of the write-ahead log failed: {e}"));
+                }
+            }
+            for Done { reply, result } in done {
+                let result = match &self.poisoned {
+                    Some(why) => Err(StoreError::Unavailable(why.clone())),
+                    None => result,
+                };
+                let _ = reply.send(result);
+            }
+        }
+        // Refuse whatever is still queued, release the database, then ack.
+        rx.close();
+        while let Ok(msg) = rx.try_recv() {
+            match msg {
+                Msg::Change(_, reply) => {
+                    let _ = reply.send(Err(StoreError::Unavailable("store closed".into())));
+                }
+                Msg::Close(ack) => {
+                    let _ = ack.send(());
+                }
+            }
+        }
+        drop(self);
+        if let Some(ack) = close_ack {
+            let _ = ack.send(());
+        }
+    }
+
+    /// Applies one change; a panic anywhere inside becomes an error answer.
+    fn apply_guarded(&mut self, change: Change, dirty: &mut bool) -> Result<Outcome, StoreError> {
+        if let Some(why) = &self.poisoned {
+            return Err(StoreError::Unavailable(why.clone()));
+        }
+        self.stats.changes.fetch_add(1, Ordering::Relaxed);
+        match catch_unwind(AssertUnwindSafe(|| self.apply(change, dirty))) {
+            Ok(result) => result,
+            Err(_) => {
+                // Whatever happened may have reached the database.
+                *dirty = true;
+                Err(StoreError::Unavailable(
+                    "internal error in the store writer".into(),
+                ))
+            }
+        }
+    }
+
+    fn apply(&mut self, change: Change, dirty: &mut bool) -> Result<Outcome, StoreError> {
+        match change {
+            Change::Create {
+                prefix,
+                year,
+                ticket,
+                dedupe_key,
+                finish,
+            } => self.create(&prefix, year, ticket, dedupe_key.as_deref(), finish, dirty),
+            Change::Update {
+                id,
+                dedupe_key,
+                apply,
+            } => self.update(&id, dedupe_key.as_deref(), apply, dirty),
+        }
+    }
+
+    /// The ticket an already known dedupe key points to.
+    fn duplicate_of(&self, hashed: &str) -> Result<Option<Outcome>, StoreError> {
+        let Some(id) = self.reader.dedupe_hashed(hashed)? else {
+            return Ok(None);
+        };
+        match self.reader.get(&id)? {
+            Some(t) => Ok(Some(Outcome::Duplicate(t))),
+            None => Err(StoreError::Corrupt(format!(
+                "dedupe key points to missing ticket {id}"
+            ))),
+        }
+    }
+
+    fn dedupe_items(
+        &self,
+        hashed: &str,
+        ticket_id: &str,
+        ticket_vertex: Uuid,
+    ) -> Vec<BulkInsertItem> {
+        let s = &self.reader.schema;
+        let v = Uuid::new_v4();
+        vec![
+            BulkInsertItem::Vertex(Vertex::with_id(v, s.t_dedupe)),
+            BulkInsertItem::VertexProperty(v, s.p_dedupe_key, string_value(hashed)),
+            BulkInsertItem::VertexProperty(v, s.p_dedupe_ticket, string_value(ticket_id)),
+            BulkInsertItem::Edge(Edge::new(v, s.e_dedupe_of, ticket_vertex)),
+        ]
+    }
+
+    fn write(&self, items: Vec<BulkInsertItem>, dirty: &mut bool) -> Result<(), StoreError> {
+        *dirty = true;
+        self.reader
+            .db
+            .bulk_insert(items)
+            .map_err(|e| StoreError::db("write", e))
+    }
+
+    fn create(
+        &mut self,
+        prefix: &str,
+        year: i32,
+        mut ticket: crate::ticket::Ticket,
+        dedupe_key: Option<&str>,
+        finish: Option<super::ApplyFn>,
+        dirty: &mut bool,
+    ) -> Result<Outcome, StoreError> {
+        validate_prefix(prefix)?;
+        if !(0..=9999).contains(&year) {
+            return Err(StoreError::Invalid(format!("year out of range: {year}")));
+        }
+        let hashed = dedupe_key.map(hash_dedupe_key);
+        if let Some(h) = &hashed
+            && let Some(dup) = self.duplicate_of(h)?
+        {
+            return Ok(dup);
+        }
+
+        let counter_key = format!("{prefix}-{year:04}");
+        let (counter_vertex, last, counter_is_new) = match self.counters.get(&counter_key) {
+            Some(&(v, last)) => (v, last, false),
+            None => (Uuid::new_v4(), 0, true),
+        };
+        // The counter is written in the same batch as the ticket, so it can
+        // not fall behind; checking the id anyway costs one index lookup and
+        // makes a reused id impossible even if it did.
+        let mut seq = last + 1;
+        let mut id = format_id(prefix, year, seq);
+        while self.reader.ticket_exists(&id)? {
+            seq += 1;
+            id = format_id(prefix, year, seq);
+        }
+        ticket.id = id.clone();
+        if let Some(finish) = finish {
+            run_apply(finish, &mut ticket)?;
+            ticket.id = id;
+        }
+
+        let s = &self.reader.schema;
+        let tv = Uuid::new_v4();
+        let mut items = vec![BulkInsertItem::Vertex(Vertex::with_id(tv, s.t_ticket))];
+        items.extend(encode_ticket(s, tv, &ticket)?);
+        if counter_is_new {
+            items.push(BulkInsertItem::Vertex(Vertex::with_id(
+                counter_vertex,
+                s.t_counter,
+            )));
+            items.push(BulkInsertItem::VertexProperty(
+                counter_vertex,
+                s.p_counter_key,
+                string_value(&counter_key),
+            ));
+        }
+        items.push(BulkInsertItem::VertexProperty(
+            counter_vertex,
+            s.p_counter_value,
+            indradb::Json::new(seq.into()),
+        ));
+        if let Some(h) = &hashed {
+            items.extend(self.dedupe_items(h, &ticket.id, tv));
+        }
+        self.write(items, dirty)?;
+        self.counters.insert(counter_key, (counter_vertex, seq));
+        Ok(Outcome::Created(ticket))
+    }
+
+    fn update(
+        &mut self,
+        id: &str,
+        dedupe_key: Option<&str>,
+        apply: super::ApplyFn,
+        dirty: &mut bool,
+    ) -> Result<Outcome, StoreError> {
+        let hashed = dedupe_key.map(hash_dedupe_key);
+        if let Some(h) = &hashed
+            && let Some(dup) = self.duplicate_of(h)?
+        {
+            return Ok(dup);
+        }
+        let (tv, mut ticket) = self
+            .reader
+            .ticket_with_vertex(id)?
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+        run_apply(apply, &mut ticket)?;
+        // The id is the writer's: an update cannot rename a ticket.
+        ticket.id = id.to_string();
+        let s = &self.reader.schema;
+        let mut items = encode_ticket(s, tv, &ticket)?;
+        if let Some(h) = &hashed {
+            items.extend(self.dedupe_items(h, id, tv));
+        }
+        self.write(items, dirty)?;
+        Ok(Outcome::Updated(ticket))
+    }
+}
+
+/// Runs a caller's closure on a ticket; `Err` and panics become `Rejected`.
+fn run_apply(apply: super::ApplyFn, ticket: &mut crate::ticket::Ticket) -> Result<(), StoreError> {
+    match catch_unwind(AssertUnwindSafe(|| apply(ticket))) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(msg)) => Err(StoreError::Rejected(msg)),
+        Err(_) => Err(StoreError::Rejected("update function panicked".into())),
+    }
+}
+
+fn format_id(prefix: &str, year: i32, seq: u64) -> String {
+    format!("{prefix}-{year:04}-{seq:06}")
+}
+
+/// Prefixes come from the config; still, only a plain word can make an id.
+fn validate_prefix(prefix: &str) -> Result<(), StoreError> {
+    let ok = !prefix.is_empty()
+        && prefix.len() <= 32
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!(
+            "bad ticket id prefix {prefix:?}"
+        )))
+    }
+}

@@ -1,0 +1,124 @@
+//! `ticketgate tickets`: a client of the server's control socket.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use ticketgate::config::Config;
+use ticketgate::control::{self, Op, Request, Response};
+use ticketgate::ticket::{Category, Status, Ticket};
+
+use crate::{TicketCommand, TicketsArgs};
+
+pub fn run(args: TicketsArgs) -> ExitCode {
+    let socket = match socket_path(&args) {
+        Ok(p) => p,
+        Err(e) => return fail(&e),
+    };
+    let op = match op_of(args.command) {
+        Ok(op) => op,
+        Err(e) => return fail(&e),
+    };
+    let by = args.actor.or_else(|| std::env::var("USER").ok());
+    let request = Request { op, by };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => return fail(&e.to_string()),
+    };
+    match runtime.block_on(control::call(&socket, &request)) {
+        Ok(Response::Error { error }) => fail(&error),
+        Ok(response) => {
+            print(&response, args.json);
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(msg: &str) -> ExitCode {
+    eprintln!("ticketgate tickets: {msg}");
+    ExitCode::from(1)
+}
+
+fn socket_path(args: &TicketsArgs) -> Result<PathBuf, String> {
+    if let Some(p) = &args.control {
+        return Ok(p.clone());
+    }
+    let config = args
+        .config
+        .as_ref()
+        .ok_or("give --control PATH or --config FILE to find the server")?;
+    Config::load(config).map(|c| c.control_path()).map_err(|e| e.to_string())
+}
+
+fn op_of(command: TicketCommand) -> Result<Op, String> {
+    Ok(match command {
+        TicketCommand::List { status, helpdesk } => Op::List {
+            status: status.map(|s| parse_status(&s)).transpose()?,
+            helpdesk,
+        },
+        TicketCommand::Show { id } => Op::Show { id },
+        TicketCommand::Take { id, by } => Op::Take { id, by },
+        TicketCommand::Severity { id, level } => Op::Severity { id, level },
+        TicketCommand::Classify { id, category } => Op::Classify {
+            id,
+            category: match category.to_ascii_lowercase().as_str() {
+                "incident" => Category::Incident,
+                "maintenance" | "manutenzione" => Category::Maintenance,
+                other => return Err(format!("category must be incident or maintenance, not {other}")),
+            },
+        },
+        TicketCommand::Suspend { id, message } => Op::Suspend { id, message },
+        TicketCommand::Resume { id } => Op::Resume { id },
+        TicketCommand::Close { id } => Op::Close { id },
+        TicketCommand::Reopen { id } => Op::Reopen { id },
+    })
+}
+
+fn parse_status(s: &str) -> Result<Status, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "open" => Ok(Status::Open),
+        "suspended" => Ok(Status::Suspended),
+        "closed" => Ok(Status::Closed),
+        other => Err(format!("status must be open, suspended or closed, not {other}")),
+    }
+}
+
+fn print(response: &Response, json: bool) {
+    match response {
+        Response::Tickets { tickets } if json => println!("{}", serde_json::to_string_pretty(tickets).unwrap_or_default()),
+        Response::Ticket { ticket } if json => println!("{}", serde_json::to_string_pretty(ticket).unwrap_or_default()),
+        Response::Tickets { tickets } => {
+            for t in tickets {
+                println!(
+                    "{:<18} {:<9} {:<14} {:<28} {}",
+                    t.id,
+                    t.status.as_str(),
+                    t.helpdesk,
+                    t.queue,
+                    t.subject
+                );
+            }
+        }
+        Response::Ticket { ticket } => print_ticket(ticket),
+        Response::Error { error } => eprintln!("{error}"),
+    }
+}
+
+fn print_ticket(t: &Ticket) {
+    let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
+    println!("{}  [{}]  {}", t.id, t.status.as_str(), t.subject);
+    println!("  helpdesk:  {} / {}", t.helpdesk, t.queue);
+    println!("  procedure: {}   sector: {}", opt(&t.procedure), opt(&t.sector));
+    println!("  urgency:   {}   contract: {}", t.urgency.as_str(), opt(&t.contract));
+    println!("  severity:  {}   due: {}", opt(&t.severity), opt(&t.due_at));
+    println!("  requester: {}   assignee: {}", t.requester, opt(&t.assignee));
+    for m in &t.messages {
+        println!("  message  {} {} {:?} {}", m.received_at, m.action.as_str(), m.from, m.subject);
+    }
+    for r in &t.replies {
+        println!("  reply    {:?} to {} ({:?})", r.kind, r.to, r.state);
+    }
+    for h in &t.history {
+        println!("  history  {} {}: {}", h.at, h.by, h.event);
+    }
+}

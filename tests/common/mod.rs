@@ -1,0 +1,420 @@
+//! Test rig: an SMTP sink playing the next hop, a raw SMTP client, and a
+//! ticketgate server started in-process on 127.0.0.1:0.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+
+use ticketgate::config::Config;
+use ticketgate::pipeline::Pipeline;
+use ticketgate::server::{Server, Shared};
+
+/// A message as the sink received it: envelope and unstuffed content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    pub from: String,
+    pub rcpts: Vec<String>,
+    pub data: Vec<u8>,
+    pub xforward: Vec<String>,
+}
+
+/// How the sink answers.
+#[derive(Debug, Clone, Default)]
+pub struct SinkBehaviour {
+    /// RCPT to an address containing the key gets this reply line.
+    pub rcpt_replies: Vec<(String, String)>,
+    /// Reply after the end of data instead of 250.
+    pub data_reply: Option<String>,
+    /// Reply to DATA instead of 354.
+    pub data_command_reply: Option<String>,
+    /// Close the connection after this many bytes of data.
+    pub close_mid_data_after: Option<usize>,
+    /// Wait this long before answering the end of data.
+    pub data_delay: Option<Duration>,
+    pub advertise_xforward: bool,
+}
+
+#[derive(Clone)]
+pub struct Sink {
+    pub addr: SocketAddr,
+    pub received: Arc<Mutex<Vec<Received>>>,
+    pub behaviour: Arc<Mutex<SinkBehaviour>>,
+}
+
+impl Sink {
+    pub async fn start(behaviour: SinkBehaviour) -> Sink {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let sink = Sink {
+            addr: listener.local_addr().unwrap(),
+            received: Arc::default(),
+            behaviour: Arc::new(Mutex::new(behaviour)),
+        };
+        let s = sink.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    let _ = s.session(stream).await;
+                });
+            }
+        });
+        sink
+    }
+
+    pub fn messages(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    async fn session(&self, stream: TcpStream) -> std::io::Result<()> {
+        let (r, mut w) = stream.into_split();
+        let mut r = BufReader::new(r);
+        w.write_all(b"220 sink ESMTP\r\n").await?;
+        let mut from = String::new();
+        let mut rcpts = Vec::new();
+        let mut xforward = Vec::new();
+        loop {
+            let mut line = String::new();
+            if r.read_line(&mut line).await? == 0 {
+                return Ok(());
+            }
+            let upper = line.to_ascii_uppercase();
+            let b = self.behaviour.lock().unwrap().clone();
+            if upper.starts_with("EHLO") {
+                let mut caps = "250-sink\r\n250-PIPELINING\r\n250-SIZE 100000000\r\n250-8BITMIME\r\n".to_string();
+                if b.advertise_xforward {
+                    caps.push_str("250-XFORWARD NAME ADDR PROTO HELO\r\n");
+                }
+                caps.push_str("250 ENHANCEDSTATUSCODES\r\n");
+                w.write_all(caps.as_bytes()).await?;
+            } else if upper.starts_with("XFORWARD") {
+                xforward.push(line.trim_end().to_string());
+                w.write_all(b"250 2.0.0 Ok\r\n").await?;
+            } else if upper.starts_with("MAIL FROM:") {
+                from = addr_of(&line);
+                rcpts.clear();
+                w.write_all(b"250 2.1.0 Ok\r\n").await?;
+            } else if upper.starts_with("RCPT TO:") {
+                let to = addr_of(&line);
+                let custom = b.rcpt_replies.iter().find(|(k, _)| to.contains(k.as_str()));
+                match custom {
+                    Some((_, reply)) => w.write_all(format!("{reply}\r\n").as_bytes()).await?,
+                    None => {
+                        rcpts.push(to);
+                        w.write_all(b"250 2.1.5 Ok\r\n").await?
+                    }
+                }
+            } else if upper.starts_with("DATA") {
+                if let Some(reply) = &b.data_command_reply {
+                    w.write_all(format!("{reply}\r\n").as_bytes()).await?;
+                    continue;
+                }
+                w.write_all(b"354 go ahead\r\n").await?;
+                let mut data = Vec::new();
+                let mut seen = 0usize;
+                loop {
+                    let mut l = Vec::new();
+                    if r.read_until(b'\n', &mut l).await? == 0 {
+                        return Ok(());
+                    }
+                    seen += l.len();
+                    if let Some(limit) = b.close_mid_data_after
+                        && seen > limit
+                    {
+                        return Ok(());
+                    }
+                    if l == b".\r\n" {
+                        break;
+                    }
+                    if l.starts_with(b".") {
+                        l.remove(0);
+                    }
+                    data.extend_from_slice(&l);
+                }
+                if let Some(d) = b.data_delay {
+                    tokio::time::sleep(d).await;
+                }
+                match &b.data_reply {
+                    Some(reply) => w.write_all(format!("{reply}\r\n").as_bytes()).await?,
+                    None => {
+                        self.received.lock().unwrap().push(Received {
+                            from: from.clone(),
+                            rcpts: rcpts.clone(),
+                            data,
+                            xforward: xforward.clone(),
+                        });
+                        w.write_all(b"250 2.0.0 Ok: queued as SINK1\r\n").await?
+                    }
+                }
+            } else if upper.starts_with("RSET") {
+                rcpts.clear();
+                w.write_all(b"250 2.0.0 Ok\r\n").await?;
+            } else if upper.starts_with("QUIT") {
+                w.write_all(b"221 2.0.0 Bye\r\n").await?;
+                return Ok(());
+            } else {
+                w.write_all(b"502 5.5.1 what\r\n").await?;
+            }
+        }
+    }
+}
+
+fn addr_of(line: &str) -> String {
+    let start = line.find('<').map(|i| i + 1).unwrap_or(0);
+    let end = line.find('>').unwrap_or(line.len());
+    line[start..end].to_string()
+}
+
+/// A ticketgate instance running in this test process.
+pub struct Gate {
+    pub addr: SocketAddr,
+    pub data_dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+impl Gate {
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(30), &mut self.task).await;
+    }
+
+    /// Starts shutdown without waiting for it.
+    pub fn begin_stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub fn repo_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// A minimal config; `extra` is appended (e.g. a [limits] table).
+pub fn test_config(next_hop: &str, data_dir: &Path, extra: &str) -> Config {
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nhostname = \"gate.test\"\nnext_hop = \"{next_hop}\"\ndata_dir = \"{}\"\n{extra}\n",
+        data_dir.display()
+    );
+    Config::parse(Path::new("test.toml"), &text).expect("test config parses")
+}
+
+pub async fn start_gate(next_hop: &str, extra: &str) -> Gate {
+    let data_dir = tempfile::tempdir().unwrap();
+    let config = test_config(next_hop, data_dir.path(), extra);
+    start_gate_with(config, data_dir).await
+}
+
+pub async fn start_gate_with(config: Config, data_dir: tempfile::TempDir) -> Gate {
+    let server = Server::bind(Shared {
+        config,
+        pipeline: Pipeline::pass_through(),
+    })
+    .await
+    .unwrap();
+    let addr = server.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel();
+    let task = tokio::spawn(server.run(async {
+        let _ = rx.await;
+    }));
+    Gate {
+        addr,
+        data_dir,
+        stop: Some(tx),
+        task,
+    }
+}
+
+/// A raw SMTP client that checks each reply's code.
+pub struct Client {
+    r: BufReader<tokio::net::tcp::OwnedReadHalf>,
+    w: tokio::net::tcp::OwnedWriteHalf,
+}
+
+impl Client {
+    pub async fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let (r, w) = stream.into_split();
+        let mut c = Client { r: BufReader::new(r), w };
+        c.expect(220).await;
+        c
+    }
+
+    /// Reads one (possibly multi-line) reply; returns its full text.
+    pub async fn reply(&mut self) -> String {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            let n = tokio::time::timeout(Duration::from_secs(20), self.r.read_line(&mut line))
+                .await
+                .expect("reply within 20 s")
+                .unwrap();
+            if n == 0 {
+                return all;
+            }
+            all.push_str(&line);
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return all;
+            }
+        }
+    }
+
+    pub async fn expect(&mut self, code: u16) -> String {
+        let reply = self.reply().await;
+        assert!(
+            reply.starts_with(&code.to_string()),
+            "expected {code}, got {reply:?}"
+        );
+        reply
+    }
+
+    pub async fn send(&mut self, bytes: &[u8]) {
+        self.w.write_all(bytes).await.unwrap();
+    }
+
+    pub async fn cmd(&mut self, line: &str, code: u16) -> String {
+        self.send(format!("{line}\r\n").as_bytes()).await;
+        self.expect(code).await
+    }
+
+    /// EHLO, MAIL, RCPTs, DATA; returns the reply to the end of data.
+    pub async fn send_mail(&mut self, from: &str, rcpts: &[&str], wire_data: &[u8]) -> String {
+        self.cmd(&format!("MAIL FROM:<{from}>"), 250).await;
+        for r in rcpts {
+            self.cmd(&format!("RCPT TO:<{r}>"), 250).await;
+        }
+        self.cmd("DATA", 354).await;
+        self.send(wire_data).await;
+        self.reply().await
+    }
+
+    /// True when the server closed the connection.
+    pub async fn is_closed(&mut self) -> bool {
+        let mut buf = [0u8; 1];
+        matches!(
+            tokio::time::timeout(Duration::from_secs(20), self.r.read(&mut buf)).await,
+            Ok(Ok(0)) | Ok(Err(_))
+        )
+    }
+}
+
+/// Dot-stuffs content and terminates it, as a sending client does.
+pub fn wire(content: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut line_start = true;
+    for &b in content {
+        if line_start && b == b'.' {
+            out.push(b'.');
+        }
+        out.push(b);
+        line_start = b == b'\n';
+    }
+    if !line_start {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b".\r\n");
+    out
+}
+
+/// A ticketgate with the shipped helpdesks, a real store under `data_dir`,
+/// and `relay` as reply relay.
+pub struct DeskGate {
+    pub gate: Gate,
+    pub desks: std::sync::Arc<ticketgate::lifecycle::Helpdesks>,
+    pub control: PathBuf,
+}
+
+pub async fn start_desk_gate(next_hop: &str, relay: Option<SocketAddr>, data_dir: tempfile::TempDir) -> DeskGate {
+    start_desk_gate_with(next_hop, relay, data_dir, |_| {}).await
+}
+
+pub async fn start_desk_gate_with(
+    next_hop: &str,
+    relay: Option<SocketAddr>,
+    data_dir: tempfile::TempDir,
+    tweak: impl FnOnce(&mut Config),
+) -> DeskGate {
+    use ticketgate::lifecycle::Helpdesks;
+    use ticketgate::outbox::Outbox;
+    use ticketgate::outbox::msgid::Signer;
+    use ticketgate::outbox::render::Templates;
+    use ticketgate::store::TicketStore;
+
+    let mut config = Config::load(&repo_path("config/ticketgate.toml")).expect("shipped config loads");
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    config.server.next_hop = ticketgate::config::NextHop::try_from(next_hop.to_string()).unwrap();
+    config.server.data_dir = data_dir.path().to_path_buf();
+    config.server.reply_relay = relay;
+    config.server.hostname = "gate.test".into();
+    config.outbox.retry_initial_secs = 1;
+    let control = data_dir.path().join("control.sock");
+    config.server.control = Some(control.clone());
+    tweak(&mut config);
+    let store = TicketStore::open(data_dir.path()).unwrap();
+    let signer = Signer::load_or_create(data_dir.path(), "gate.test").unwrap();
+    let templates = Templates::load(&config.templates_dir()).unwrap();
+    let outbox = Outbox::start(store.clone(), relay, "gate.test", config.outbox.clone());
+    let desks = std::sync::Arc::new(Helpdesks::new(config.clone(), store, outbox, signer, templates));
+    ticketgate::control::start(&control, desks.clone()).unwrap();
+    let server = Server::bind(Shared {
+        config,
+        pipeline: Pipeline::new(desks.clone()),
+    })
+    .await
+    .unwrap();
+    let addr = server.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel();
+    let task = tokio::spawn(server.run(async {
+        let _ = rx.await;
+    }));
+    DeskGate {
+        gate: Gate {
+            addr,
+            data_dir,
+            stop: Some(tx),
+            task,
+        },
+        desks,
+        control,
+    }
+}
+
+/// The value of the first header `name` in a raw message.
+pub fn header(raw: &[u8], name: &str) -> Option<String> {
+    let text = String::from_utf8_lossy(raw);
+    let head = text.split("\r\n\r\n").next().unwrap_or("");
+    let prefix = format!("{}:", name.to_ascii_lowercase());
+    head.split("\r\n")
+        .find(|l| l.to_ascii_lowercase().starts_with(&prefix))
+        .map(|l| l[prefix.len()..].trim().to_string())
+}
+
+/// All values of header `name`.
+pub fn headers(raw: &[u8], name: &str) -> Vec<String> {
+    let text = String::from_utf8_lossy(raw);
+    let head = text.split("\r\n\r\n").next().unwrap_or("");
+    let prefix = format!("{}:", name.to_ascii_lowercase());
+    head.split("\r\n")
+        .filter(|l| l.to_ascii_lowercase().starts_with(&prefix))
+        .map(|l| l[prefix.len()..].trim().to_string())
+        .collect()
+}
+
+/// Waits until `f` holds, up to 20 s (replies go out asynchronously).
+pub async fn eventually(mut f: impl FnMut() -> bool) -> bool {
+    for _ in 0..400 {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
