@@ -22,8 +22,9 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Request {
     #[serde(flatten)]
     pub op: Op,
+    /// Who acts; not `by`, which `take --by` already uses.
     #[serde(default)]
-    pub by: Option<String>,
+    pub actor: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -198,7 +198,7 @@ impl Helpdesks {
 
     /// Handles one control-socket request.
     pub async fn control(self: &Arc<Self>, request: Request) -> Response {
-        let by = request.by.clone().unwrap_or_else(|| "workgroup".into());
+        let by = request.actor.clone().unwrap_or_else(|| "workgroup".into());
         let result = match request.op {
             Op::List { status, helpdesk } => {
                 return match self.store.list() {

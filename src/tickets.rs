@@ -19,7 +19,7 @@ pub fn run(args: TicketsArgs) -> ExitCode {
         Err(e) => return fail(&e),
     };
     let by = args.actor.or_else(|| std::env::var("USER").ok());
-    let request = Request { op, by };
+    let request = Request { op, actor: by };
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => return fail(&e.to_string()),

@@ -134,7 +134,6 @@ async fn kill_9_mid_run_loses_nothing_and_duplicates_no_ticket() {
         if acked.len() >= KILL_AFTER && child.try_wait().unwrap().is_none() {
             // Kill while the next batch is being sent.
             let b2: Vec<usize> = (next..(next + 2).min(TOTAL)).collect();
-            let _ = next;
             let sends = tokio::spawn({
                 let b2 = b2.clone();
                 async move { futures_join(port, &b2).await }
@@ -151,6 +150,11 @@ async fn kill_9_mid_run_loses_nothing_and_duplicates_no_ticket() {
         }
     }
     let acked_before_kill = acked.clone();
+    assert!(
+        acked_before_kill.len() >= KILL_AFTER && acked_before_kill.len() < TOTAL,
+        "the kill landed mid-run ({} of {TOTAL} acknowledged)",
+        acked_before_kill.len()
+    );
 
     // Restart on the same data and resend everything not acknowledged,
     // as Postfix would.

@@ -43,7 +43,7 @@ impl Rig {
             &self.dg.control,
             &Request {
                 op,
-                by: Some("tester".into()),
+                actor: Some("tester".into()),
             },
         )
         .await

@@ -117,8 +117,10 @@ impl DataDecoder {
         match b {
             b'\r' => self.state = State::Cr,
             b'\n' => {
+                // A bare LF does not start a line: only CRLF.CRLF ends the
+                // data, so `\n.\r\n` must not either.
                 self.flags.bare_lf = true;
-                self.state = State::LineStart;
+                self.state = State::Mid;
             }
             _ => {
                 self.emit(&[b], out);
@@ -182,7 +184,7 @@ mod tests {
         assert_eq!(out, b"Subject: x\r\n\r\nhi\r\n");
         assert_eq!(flags, DataFlags::default());
         assert!(done);
-        assert_eq!(used, 22);
+        assert_eq!(used, 21);
     }
 
     #[test]
@@ -195,6 +197,13 @@ mod tests {
     #[test]
     fn bare_lf_dot_bare_lf_is_not_an_end() {
         let (_, flags, done, _) = decode(b"a\n.\nMAIL FROM:<x>\r\n");
+        assert!(flags.bare_lf);
+        assert!(!done);
+    }
+
+    #[test]
+    fn bare_lf_dot_crlf_is_not_an_end() {
+        let (_, flags, done, _) = decode(b"a\n.\r\nMAIL FROM:<x>\r\n");
         assert!(flags.bare_lf);
         assert!(!done);
     }
