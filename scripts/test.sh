@@ -7,5 +7,4 @@ bash scripts/setup.sh --test
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ticketgate-target}"
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
-cargo build --locked --release --bin ticketgate
 cargo test --locked -- --test-threads=4

@@ -501,7 +501,8 @@ mod tests {
         assert_eq!(strip_reply_prefixes("re[2]: RE : aiuto"), "aiuto");
         assert_eq!(strip_reply_prefixes("Riaprire caso"), "Riaprire caso");
         assert_eq!(strip_reply_prefixes("Ricevuta: x"), "Ricevuta: x");
-        assert_eq!(strip_reply_prefixes("RE:"), "RE:");
+        assert_eq!(strip_reply_prefixes("RE:"), "");
+        assert_eq!(strip_reply_prefixes("RE"), "RE");
         assert_eq!(strip_reply_prefixes("R: "), "");
         assert_eq!(strip_reply_prefixes("  Inoltro:   Problema  "), "Problema");
     }

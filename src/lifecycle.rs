@@ -7,6 +7,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::auth::Authenticator;
 use crate::classify::{Classification, MailCommand};
 use crate::config::{Config, HelpdeskConfig};
 use crate::control::{Op, Request, Response};
@@ -33,6 +34,8 @@ pub struct Helpdesks {
     signer: Signer,
     templates: Templates,
     sent_to: Mutex<HashMap<String, VecDeque<Instant>>>,
+    /// SPF/DKIM/DMARC resolver, built once; `None` with `[auth] dns = "off"`.
+    authenticator: Option<Authenticator>,
 }
 
 /// A message that refers to an existing ticket.
@@ -48,6 +51,12 @@ pub struct Followup {
 impl Helpdesks {
     pub fn new(config: Config, store: TicketStore, outbox: Outbox, signer: Signer, templates: Templates) -> Helpdesks {
         let table = HelpdeskTable::new(config.helpdesks.clone());
+        let authenticator = Authenticator::new(&config.auth).unwrap_or_else(|e| {
+            // Nothing authenticates then (the safe side); config validation
+            // already checked what can fail here.
+            tracing::error!(error = %e, "sender authentication disabled");
+            None
+        });
         Helpdesks {
             config,
             table,
@@ -56,6 +65,7 @@ impl Helpdesks {
             signer,
             templates,
             sent_to: Mutex::new(HashMap::new()),
+            authenticator,
         }
     }
 
@@ -70,6 +80,9 @@ impl Helpdesks {
     }
     pub fn outbox(&self) -> &Outbox {
         &self.outbox
+    }
+    pub fn authenticator(&self) -> Option<&Authenticator> {
+        self.authenticator.as_ref()
     }
 
     fn desk_by_name(&self, name: &str) -> Option<(usize, &HelpdeskConfig)> {
@@ -148,17 +161,7 @@ impl Helpdesks {
     }
 
     /// Renders a reply of `kind` for `t`, ready to be stored with it.
-    #[allow(clippy::too_many_arguments)]
-    pub fn draft_reply(
-        &self,
-        helpdesk: usize,
-        t: &Ticket,
-        kind: ReplyKind,
-        to: &str,
-        in_reply_to: Option<&str>,
-        references: &[String],
-        extra: &Extra,
-    ) -> ReplyRecord {
+    pub fn draft_reply(&self, helpdesk: usize, t: &Ticket, kind: ReplyKind, to: &str, in_reply_to: Option<&str>, extra: &Extra) -> ReplyRecord {
         let desk = &self.table.helpdesks()[helpdesk];
         let (subject, body) = self.templates.render(kind, desk, t, extra);
         let message_id = self.signer.message_id(&t.id);
@@ -170,7 +173,6 @@ impl Helpdesks {
             message_id: &message_id,
             ticket_id: &t.id,
             in_reply_to,
-            references,
         });
         ReplyRecord {
             kind,
@@ -184,15 +186,24 @@ impl Helpdesks {
         }
     }
 
-    /// Adds a reply unless the rate limit says no (then a reason says so).
-    fn push_reply(&self, helpdesk: usize, t: &mut Ticket, kind: ReplyKind, to: &str, answering: Option<&MessageRecord>, state: ReplyState, extra: &Extra) {
+    /// An automatic reply to `answering`, held until the next hop accepts
+    /// that message; skipped (with a reason) past the per-sender rate limit.
+    pub fn auto_reply(&self, helpdesk: usize, t: &mut Ticket, kind: ReplyKind, to: &str, answering: Option<&MessageRecord>, extra: &Extra) {
         if !self.allow_reply(to) {
             t.reasons.push(ReasonCode::ReplySuppressedRateLimit);
             return;
         }
         let in_reply_to = answering.and_then(|m| m.message_id.clone());
-        let mut reply = self.draft_reply(helpdesk, t, kind, to, in_reply_to.as_deref(), &[], extra);
-        reply.state = state;
+        let reply = self.draft_reply(helpdesk, t, kind, to, in_reply_to.as_deref(), extra);
+        t.replies.push(reply);
+    }
+
+    /// A notice a workgroup member's command sends to the requester: a
+    /// person acted, so no rate limit, and nothing to wait for.
+    fn workgroup_notice(&self, helpdesk: usize, t: &mut Ticket, kind: ReplyKind, extra: &Extra) {
+        let to = t.requester.clone();
+        let mut reply = self.draft_reply(helpdesk, t, kind, &to, None, extra);
+        reply.state = ReplyState::Queued;
         t.replies.push(reply);
     }
 
@@ -260,7 +271,6 @@ impl Helpdesks {
 
     fn apply_command(&self, helpdesk: usize, desk: &HelpdeskConfig, t: &mut Ticket, by: &str, command: WorkgroupCommand) -> Result<(), String> {
         let now = now_rfc3339();
-        let requester = t.requester.clone();
         let event = match command {
             WorkgroupCommand::Take(name) => {
                 refuse_if(t.status == Status::Closed, "a closed ticket cannot be taken; reopen it first")?;
@@ -291,25 +301,25 @@ impl Helpdesks {
                 refuse_if(t.status != Status::Open, &format!("only an open ticket can be suspended (it is {})", t.status.as_str()))?;
                 t.status = Status::Suspended;
                 let extra = Extra { message, missing: String::new() };
-                self.push_reply(helpdesk, t, ReplyKind::InfoRequest, &requester, None, ReplyState::Queued, &extra);
+                self.workgroup_notice(helpdesk, t, ReplyKind::InfoRequest, &extra);
                 "suspended with an information request".to_string()
             }
             WorkgroupCommand::Resume => {
                 refuse_if(t.status != Status::Suspended, &format!("only a suspended ticket can be resumed (it is {})", t.status.as_str()))?;
                 t.status = Status::Open;
-                self.push_reply(helpdesk, t, ReplyKind::Resumed, &requester, None, ReplyState::Queued, &Extra::default());
+                self.workgroup_notice(helpdesk, t, ReplyKind::Resumed, &Extra::default());
                 "resumed".to_string()
             }
             WorkgroupCommand::Close => {
                 refuse_if(t.status == Status::Closed, "the ticket is already closed")?;
                 t.status = Status::Closed;
-                self.push_reply(helpdesk, t, ReplyKind::Closed, &requester, None, ReplyState::Queued, &Extra::default());
+                self.workgroup_notice(helpdesk, t, ReplyKind::Closed, &Extra::default());
                 "closed".to_string()
             }
             WorkgroupCommand::Reopen => {
                 refuse_if(t.status != Status::Closed, &format!("only a closed ticket can be reopened (it is {})", t.status.as_str()))?;
                 t.status = Status::Open;
-                self.push_reply(helpdesk, t, ReplyKind::Reopened, &requester, None, ReplyState::Queued, &Extra::default());
+                self.workgroup_notice(helpdesk, t, ReplyKind::Reopened, &Extra::default());
                 "reopened".to_string()
             }
         };
@@ -385,7 +395,7 @@ pub fn apply_followup(t: &mut Ticket, input: FollowupInput) {
         });
     }
     if let (Some(kind), None) = (reply, input.suppressed) {
-        input.desks.push_reply(input.helpdesk, t, kind, &input.reply_to, Some(&record), ReplyState::Held, &Extra::default());
+        input.desks.auto_reply(input.helpdesk, t, kind, &input.reply_to, Some(&record), &Extra::default());
     }
     t.messages.push(record);
 }

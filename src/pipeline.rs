@@ -122,7 +122,7 @@ impl Pipeline {
         if !complete {
             mail.reasons.push(ReasonCode::ParseTooLarge);
         }
-        let verdict = auth::verify(config, envelope, &bytes).await;
+        let verdict = auth::verify(config, desks.authenticator(), envelope, &bytes).await;
         if config.server.shadow {
             log_shadow(desks, envelope, &mail, &routing);
             return Ok(Prepared::pass_through());
@@ -167,7 +167,7 @@ impl Pipeline {
         let desk = &desks.table().helpdesks()[input.routed.helpdesk];
         let queue = &desk.queues[input.routed.queue];
         let class = classify::classify(desk, queue, input.mail);
-        let dedupe_key = input.mail.message_id.as_ref().map(|m| format!("{}\n{}", desk.ticket_prefix, m));
+        let dedupe_key = dedupe_key(&desk.ticket_prefix, input.mail, input.raw_sha256);
         let reply_to = desks.reply_address(input.mail, input.envelope.from, input.verdict);
         let suppressed = desks.reply_suppression(input.mail, input.envelope.from, &reply_to);
         let followup = desks.find_followup(desk, input.mail, &class);
@@ -250,8 +250,6 @@ impl Pipeline {
         let desks = desks.clone();
         let helpdesk = input.routed.helpdesk;
         let vague = class.vague;
-        let operator_msgid = input.mail.message_id.clone();
-        let references = input.mail.references.clone();
         let finish = move |t: &mut Ticket| {
             if suppressed.is_none() {
                 let missing = if vague { desks.quality_message(helpdesk) } else { String::new() };
@@ -259,8 +257,8 @@ impl Pipeline {
                     message: String::new(),
                     missing,
                 };
-                let reply = desks.draft_reply(helpdesk, t, ReplyKind::Created, &reply_to, operator_msgid.as_deref(), &references, &extra);
-                t.replies.push(reply);
+                let first = t.messages.first().cloned();
+                desks.auto_reply(helpdesk, t, ReplyKind::Created, &reply_to, first.as_ref(), &extra);
             }
             Ok(())
         };
@@ -379,6 +377,16 @@ fn describe(
         raw_sha256: input.raw_sha256.to_string(),
     };
     (ticket, outcome)
+}
+
+/// What makes a redelivery recognisable: the Message-ID, or for mail
+/// without one the content's hash (a content filter retries the same bytes).
+fn dedupe_key(prefix: &str, mail: &ParsedMail, raw_sha256: &str) -> Option<String> {
+    match (&mail.message_id, raw_sha256) {
+        (Some(id), _) => Some(format!("{prefix}\nmid:{id}")),
+        (None, "") => None,
+        (None, sha) => Some(format!("{prefix}\nsha256:{sha}")),
+    }
 }
 
 fn store_failure(envelope: &Envelope<'_>, e: StoreError) -> Reply {

@@ -66,6 +66,11 @@ reasons! {
     AuthDmarcPass => "auth.dmarc_pass",
     AuthDmarcFail => "auth.dmarc_fail",
     AuthNone => "auth.none",
+    AuthSpfPass => "auth.spf_pass",
+    AuthSpfFail => "auth.spf_fail",
+    AuthDkimPass => "auth.dkim_pass",
+    AuthDkimFail => "auth.dkim_fail",
+    AuthTempError => "auth.temperror",
     Shadow => "shadow",
 }
 

@@ -5,45 +5,12 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::*;
 
 const TOTAL: usize = 60;
 const KILL_AFTER: usize = 25;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn spawn_gate(port: u16, hop: &str, data: &std::path::Path) -> Child {
-    let child = Command::new(env!("CARGO_BIN_EXE_ticketgate"))
-        .args([
-            "serve",
-            "--config",
-            repo_path("config/ticketgate.toml").to_str().unwrap(),
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--next-hop",
-            hop,
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--control",
-            data.join("control.sock").to_str().unwrap(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start ticketgate");
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return child;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("ticketgate did not start listening");
-}
 
 fn message(i: usize) -> Vec<u8> {
     format!(
@@ -102,22 +69,13 @@ impl RawClient {
     }
 }
 
-fn list_tickets(data: &std::path::Path) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_ticketgate"))
-        .args(["tickets", "--control", data.join("control.sock").to_str().unwrap(), "list", "--json"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_run_loses_nothing_and_duplicates_no_ticket() {
     let sink = Sink::start(SinkBehaviour::default()).await;
     let data = tempfile::tempdir().unwrap();
     let port = free_port();
     let hop = sink.addr.to_string();
-    let mut child = spawn_gate(port, &hop, data.path());
+    let mut child = spawn_binary(port, &hop, data.path(), None);
 
     // Two senders in parallel, so the kill lands while messages are in flight.
     let mut acked: HashSet<usize> = HashSet::new();
@@ -131,7 +89,7 @@ async fn kill_9_mid_run_loses_nothing_and_duplicates_no_ticket() {
                 acked.insert(*i);
             }
         }
-        if acked.len() >= KILL_AFTER && child.try_wait().unwrap().is_none() {
+        if acked.len() >= KILL_AFTER {
             // Kill while the next batch is being sent.
             let b2: Vec<usize> = (next..(next + 2).min(TOTAL)).collect();
             let sends = tokio::spawn({
@@ -139,8 +97,7 @@ async fn kill_9_mid_run_loses_nothing_and_duplicates_no_ticket() {
                 async move { futures_join(port, &b2).await }
             });
             tokio::time::sleep(Duration::from_millis(3)).await;
-            child.kill().unwrap();
-            child.wait().unwrap();
+            child.kill_9();
             for (i, ok) in b2.iter().zip(sends.await.unwrap()) {
                 if ok {
                     acked.insert(*i);
@@ -158,7 +115,7 @@ async fn kill_9_mid_run_loses_nothing_and_duplicates_no_ticket() {
 
     // Restart on the same data and resend everything not acknowledged,
     // as Postfix would.
-    let mut child = spawn_gate(port, &hop, data.path());
+    let mut child = spawn_binary(port, &hop, data.path(), None);
     for i in 0..TOTAL {
         if !acked.contains(&i) {
             assert!(try_send(port, i).await, "message {i} accepted after restart");
@@ -180,7 +137,7 @@ async fn kill_9_mid_run_loses_nothing_and_duplicates_no_ticket() {
     }
 
     // Exactly one ticket per message.
-    let tickets = list_tickets(data.path());
+    let tickets = list_tickets_json(data.path());
     let tickets = tickets.as_array().unwrap();
     assert_eq!(tickets.len(), TOTAL, "one ticket per message");
     let mut seen = HashSet::new();
@@ -191,8 +148,7 @@ async fn kill_9_mid_run_loses_nothing_and_duplicates_no_ticket() {
     let ids: HashSet<&str> = tickets.iter().map(|t| t["id"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), TOTAL, "ticket ids are unique");
 
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.kill_9();
 }
 
 async fn futures_join(port: u16, batch: &[usize]) -> Vec<bool> {

@@ -452,3 +452,16 @@ async fn tickets_list_json_from_the_command_line_has_the_contract_fields() {
         assert!(rep.get(field).is_some(), "missing replies[].{field}");
     }
 }
+
+#[tokio::test]
+async fn mail_without_message_id_redelivered_makes_one_ticket() {
+    let r = rig().await;
+    let msg = format!(
+        "From: op@caf.example\r\nTo: helpdesk.sisemplice.vaso@01s.it\r\nSubject: Vaso: esportazione ferma\r\n\r\n{LONG_BODY}\r\n"
+    )
+    .into_bytes();
+    r.send("op@caf.example", &["helpdesk.sisemplice.vaso@01s.it"], &msg).await;
+    r.send("op@caf.example", &["helpdesk.sisemplice.vaso@01s.it"], &msg).await;
+    assert_eq!(r.tickets().await.len(), 1);
+    assert_eq!(header(&r.forwarded(1), "X-Ticketgate-Action").as_deref(), Some("appended"));
+}

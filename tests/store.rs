@@ -10,7 +10,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use ticketgate::store::{Change, Outcome, StoreError, TicketStore};
+use ticketgate::store::{ApplyFn, Change, Outcome, StoreError, TicketStore};
 use ticketgate::ticket::{
     Action, AttachmentRecord, MessageRecord, ReplyKind, ReplyRecord, ReplyState, Status, Ticket,
     Urgency,
@@ -86,7 +86,7 @@ async fn created_id(store: &TicketStore, change: Change) -> String {
     }
 }
 
-fn set_subject(s: &'static str) -> Box<dyn FnOnce(&mut Ticket) -> Result<(), String> + Send> {
+fn set_subject(s: &'static str) -> ApplyFn {
     Box::new(move |t: &mut Ticket| {
         t.subject = s.into();
         Ok(())

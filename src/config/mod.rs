@@ -194,8 +194,28 @@ pub enum DnsMode {
 #[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
+    /// `system`: check SPF, DKIM and DMARC with DNS lookups; `off`: check
+    /// nothing (every result is `none`).
     pub dns: DnsMode,
+    /// Bound on all the DNS work for one message (SPF, DKIM and DMARC
+    /// together); when it runs out the results are `temperror`.
+    /// Default [`AuthConfig::DEFAULT_DNS_TIMEOUT_SECS`].
     pub dns_timeout_secs: Option<u64>,
+    /// With `dns = "system"`: the resolvers to ask, as socket addresses
+    /// (e.g. `nameservers = ["127.0.0.1:53"]`), instead of those in
+    /// /etc/resolv.conf. Queried over UDP, TCP on truncation. Useful for a
+    /// local caching resolver; the tests point it at a DNS server they run
+    /// on 127.0.0.1. Empty (the default): /etc/resolv.conf.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub nameservers: Vec<SocketAddr>,
+}
+
+impl AuthConfig {
+    pub const DEFAULT_DNS_TIMEOUT_SECS: u64 = 5;
+
+    pub fn dns_timeout(&self) -> Duration {
+        Duration::from_secs(self.dns_timeout_secs.unwrap_or(Self::DEFAULT_DNS_TIMEOUT_SECS))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -26,11 +26,17 @@ pub fn validate(file: &Path, config: &Config) -> Result<(), ConfigError> {
         }
     }
 
-    if config.auth.dns == super::DnsMode::System {
-        return Err(invalid(
-            "auth.dns".into(),
-            "\"system\" is not supported by this version; use \"off\"".into(),
-        ));
+    if config.auth.dns_timeout_secs == Some(0) {
+        return Err(invalid("auth.dns_timeout_secs".into(), "must be greater than 0".into()));
+    }
+    if config.auth.dns == super::DnsMode::System && config.auth.nameservers.is_empty() {
+        // Fail at startup, not on the first message.
+        if let Err(e) = mail_auth::hickory_resolver::system_conf::read_system_conf() {
+            return Err(invalid(
+                "auth.dns".into(),
+                format!("\"system\" needs the resolvers of /etc/resolv.conf, which cannot be read ({e}); set auth.nameservers or use \"off\""),
+            ));
+        }
     }
 
     let mut seen_address: HashMap<String, String> = HashMap::new();

@@ -9,9 +9,8 @@ pub struct Draft<'a> {
     pub body: &'a str,
     pub message_id: &'a str,
     pub ticket_id: &'a str,
-    /// The operator's message this answers, and its References.
+    /// The operator's message this answers.
     pub in_reply_to: Option<&'a str>,
-    pub references: &'a [String],
 }
 
 pub fn compose(d: &Draft<'_>) -> String {
@@ -26,9 +25,7 @@ pub fn compose(d: &Draft<'_>) -> String {
     push(&mut m, "Message-ID", &format!("<{}>", d.message_id));
     if let Some(parent) = d.in_reply_to {
         push(&mut m, "In-Reply-To", &format!("<{parent}>"));
-        let mut refs: Vec<String> = d.references.iter().map(|r| format!("<{r}>")).collect();
-        refs.push(format!("<{parent}>"));
-        push(&mut m, "References", &refs.join(" "));
+        push(&mut m, "References", &format!("<{parent}>"));
     }
     push(&mut m, "Auto-Submitted", "auto-replied");
     // Asks Exchange and Outlook not to answer us with their own auto-replies.

@@ -36,6 +36,9 @@ use crate::ticket::Ticket;
 pub type ApplyFn = Box<dyn FnOnce(&mut Ticket) -> Result<(), String> + Send>;
 
 /// A change for the writer.
+// The ticket travels by value (the API is fixed); it is boxed on its way
+// through the channel, so the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Change {
     /// Opens a ticket. The writer assigns `ticket.id` = "<prefix>-<year>-<seq>"
     /// with seq a 6-digit zero-padded per-(prefix, year) counter owned by the
@@ -162,7 +165,7 @@ impl TicketStore {
         let (reply, answer) = oneshot::channel();
         self.inner
             .tx
-            .send(Msg::Change(change, reply))
+            .send(Msg::Change(Box::new(change), reply))
             .await
             .map_err(|_| StoreError::Unavailable("store writer is gone".into()))?;
         answer

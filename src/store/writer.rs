@@ -32,7 +32,7 @@ pub(crate) const CHANNEL_CAPACITY: usize = 1024;
 pub(crate) type Reply = oneshot::Sender<Result<Outcome, StoreError>>;
 
 pub(crate) enum Msg {
-    Change(Change, Reply),
+    Change(Box<Change>, Reply),
     /// Finish what is queued before this message, then stop and release the database.
     Close(oneshot::Sender<()>),
 }
@@ -101,7 +101,7 @@ impl Writer {
                         let _ = reply.send(Err(StoreError::Unavailable("store closed".into())));
                     }
                     Msg::Change(change, reply) => {
-                        let result = self.apply_guarded(change, &mut dirty);
+                        let result = self.apply_guarded(*change, &mut dirty);
                         done.push(Done { reply, result });
                     }
                 }

@@ -50,6 +50,11 @@ pub struct Sink {
 impl Sink {
     pub async fn start(behaviour: SinkBehaviour) -> Sink {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Sink::serve(listener, behaviour).await
+    }
+
+    /// A sink on a listener the test bound itself (e.g. a fixed port).
+    pub async fn serve(listener: TcpListener, behaviour: SinkBehaviour) -> Sink {
         let sink = Sink {
             addr: listener.local_addr().unwrap(),
             received: Arc::default(),
@@ -214,12 +219,12 @@ pub async fn start_gate(next_hop: &str, extra: &str) -> Gate {
 }
 
 pub async fn start_gate_with(config: Config, data_dir: tempfile::TempDir) -> Gate {
-    let server = Server::bind(Shared {
-        config,
-        pipeline: Pipeline::pass_through(),
-    })
-    .await
-    .unwrap();
+    serve(config, Pipeline::pass_through(), data_dir).await
+}
+
+/// Binds and runs a server in this process until the Gate is stopped.
+async fn serve(config: Config, pipeline: Pipeline, data_dir: tempfile::TempDir) -> Gate {
+    let server = Server::bind(Shared { config, pipeline }).await.unwrap();
     let addr = server.local_addr().unwrap();
     let (tx, rx) = oneshot::channel();
     let task = tokio::spawn(server.run(async {
@@ -364,27 +369,8 @@ pub async fn start_desk_gate_with(
     let outbox = Outbox::start(store.clone(), relay, "gate.test", config.outbox.clone());
     let desks = std::sync::Arc::new(Helpdesks::new(config.clone(), store, outbox, signer, templates));
     ticketgate::control::start(&control, desks.clone()).unwrap();
-    let server = Server::bind(Shared {
-        config,
-        pipeline: Pipeline::new(desks.clone()),
-    })
-    .await
-    .unwrap();
-    let addr = server.local_addr().unwrap();
-    let (tx, rx) = oneshot::channel();
-    let task = tokio::spawn(server.run(async {
-        let _ = rx.await;
-    }));
-    DeskGate {
-        gate: Gate {
-            addr,
-            data_dir,
-            stop: Some(tx),
-            task,
-        },
-        desks,
-        control,
-    }
+    let gate = serve(config, Pipeline::new(desks.clone()), data_dir).await;
+    DeskGate { gate, desks, control }
 }
 
 /// The value of the first header `name` in a raw message.
@@ -417,4 +403,78 @@ pub async fn eventually(mut f: impl FnMut() -> bool) -> bool {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     false
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A ticketgate process; killed (SIGKILL) and reaped when dropped, so a
+/// failing assertion leaves no server behind.
+pub struct Running(std::process::Child);
+
+impl Running {
+    /// SIGKILL: the process gets no chance to flush or clean up.
+    pub fn kill_9(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.kill_9();
+    }
+}
+
+/// The real binary with the shipped config, for restart and kill -9 tests.
+pub fn spawn_binary(port: u16, hop: &str, data: &Path, relay: Option<u16>) -> Running {
+    let listen = format!("127.0.0.1:{port}");
+    let control = data.join("control.sock");
+    let mut args = vec![
+        "serve".to_string(),
+        "--config".into(),
+        repo_path("config/ticketgate.toml").display().to_string(),
+        "--listen".into(),
+        listen,
+        "--next-hop".into(),
+        hop.to_string(),
+        "--data-dir".into(),
+        data.display().to_string(),
+        "--control".into(),
+        control.display().to_string(),
+    ];
+    if let Some(relay) = relay {
+        args.push("--reply-relay".into());
+        args.push(format!("127.0.0.1:{relay}"));
+    }
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ticketgate"))
+        .args(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start ticketgate");
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Running(child);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("ticketgate did not start listening");
+}
+
+/// `ticketgate tickets list --json` against a running binary.
+pub fn list_tickets_json(data: &Path) -> serde_json::Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ticketgate"))
+        .args(["tickets", "--control", data.join("control.sock").to_str().unwrap(), "list", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
 }
