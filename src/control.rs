@@ -117,7 +117,8 @@ async fn serve_one(stream: UnixStream, desks: &Arc<Helpdesks>) -> std::io::Resul
             error: format!("bad request: {e}"),
         },
     };
-    let mut out = serde_json::to_vec(&response).unwrap_or_else(|_| b"{\"error\":\"encoding\"}".to_vec());
+    let mut out =
+        serde_json::to_vec(&response).unwrap_or_else(|_| b"{\"error\":\"encoding\"}".to_vec());
     out.push(b'\n');
     w.write_all(&out).await?;
     w.shutdown().await
@@ -125,9 +126,12 @@ async fn serve_one(stream: UnixStream, desks: &Arc<Helpdesks>) -> std::io::Resul
 
 /// Client side, for `ticketgate tickets`.
 pub async fn call(path: &PathBuf, request: &Request) -> Result<Response, String> {
-    let stream = UnixStream::connect(path)
-        .await
-        .map_err(|e| format!("cannot reach the server at {}: {e} (is ticketgate serve running?)", path.display()))?;
+    let stream = UnixStream::connect(path).await.map_err(|e| {
+        format!(
+            "cannot reach the server at {}: {e} (is ticketgate serve running?)",
+            path.display()
+        )
+    })?;
     let (r, mut w) = stream.into_split();
     let mut line = serde_json::to_vec(request).map_err(|e| e.to_string())?;
     line.push(b'\n');

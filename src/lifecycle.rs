@@ -21,7 +21,8 @@ use crate::reason::ReasonCode;
 use crate::route::{HelpdeskTable, normalize_address};
 use crate::store::{Change, StoreError, TicketStore};
 use crate::ticket::{
-    Action, Category, HistoryEntry, MessageRecord, ReplyKind, ReplyRecord, ReplyState, Status, Ticket, now_rfc3339,
+    Action, Category, HistoryEntry, MessageRecord, ReplyKind, ReplyRecord, ReplyState, Status,
+    Ticket, now_rfc3339,
 };
 
 /// Everything the helpdesk stages share: config, routing table, store,
@@ -49,7 +50,13 @@ pub struct Followup {
 }
 
 impl Helpdesks {
-    pub fn new(config: Config, store: TicketStore, outbox: Outbox, signer: Signer, templates: Templates) -> Helpdesks {
+    pub fn new(
+        config: Config,
+        store: TicketStore,
+        outbox: Outbox,
+        signer: Signer,
+        templates: Templates,
+    ) -> Helpdesks {
         let table = HelpdeskTable::new(config.helpdesks.clone());
         let authenticator = Authenticator::new(&config.auth).unwrap_or_else(|e| {
             // Nothing authenticates then (the safe side); config validation
@@ -86,21 +93,38 @@ impl Helpdesks {
     }
 
     fn desk_by_name(&self, name: &str) -> Option<(usize, &HelpdeskConfig)> {
-        self.table.helpdesks().iter().enumerate().find(|(_, d)| d.name == name)
+        self.table
+            .helpdesks()
+            .iter()
+            .enumerate()
+            .find(|(_, d)| d.name == name)
     }
 
     /// Where a reply goes: the author when the mail authenticates,
     /// otherwise the envelope sender (whom SMTP vouches for).
-    pub fn reply_address(&self, mail: &ParsedMail, envelope_from: &str, verdict: &crate::auth::AuthVerdict) -> String {
+    pub fn reply_address(
+        &self,
+        mail: &ParsedMail,
+        envelope_from: &str,
+        verdict: &crate::auth::AuthVerdict,
+    ) -> String {
         match (&mail.from, verdict.dmarc_pass) {
             (Some(from), true) => normalize_address(from),
             _ => normalize_address(envelope_from),
         }
     }
 
-    pub fn reply_suppression(&self, mail: &ParsedMail, envelope_from: &str, reply_to: &str) -> Option<ReasonCode> {
-        suppress::suppression(mail, envelope_from, |a| self.table.is_own_address(a))
-            .or_else(|| self.table.is_own_address(reply_to).then_some(ReasonCode::ReplySuppressedOwnAddress))
+    pub fn reply_suppression(
+        &self,
+        mail: &ParsedMail,
+        envelope_from: &str,
+        reply_to: &str,
+    ) -> Option<ReasonCode> {
+        suppress::suppression(mail, envelope_from, |a| self.table.is_own_address(a)).or_else(|| {
+            self.table
+                .is_own_address(reply_to)
+                .then_some(ReasonCode::ReplySuppressedOwnAddress)
+        })
     }
 
     /// Takes a slot of the per-sender hourly reply budget.
@@ -121,7 +145,12 @@ impl Helpdesks {
 
     /// The ticket this message refers to: a reply to one of our mails
     /// (signed Message-ID), or a ticket id of this helpdesk in the subject.
-    pub fn find_followup(&self, desk: &HelpdeskConfig, mail: &ParsedMail, class: &Classification) -> Option<Followup> {
+    pub fn find_followup(
+        &self,
+        desk: &HelpdeskConfig,
+        mail: &ParsedMail,
+        class: &Classification,
+    ) -> Option<Followup> {
         let ours = |id: &String| {
             self.signer
                 .verify(id)
@@ -132,7 +161,13 @@ impl Helpdesks {
             .iter()
             .find_map(ours)
             .map(|t| (t, ReasonCode::FollowupInReplyTo))
-            .or_else(|| mail.references.iter().rev().find_map(ours).map(|t| (t, ReasonCode::FollowupReferences)));
+            .or_else(|| {
+                mail.references
+                    .iter()
+                    .rev()
+                    .find_map(ours)
+                    .map(|t| (t, ReasonCode::FollowupReferences))
+            });
         if let Some((ticket_id, via)) = signed {
             let exists = self.ticket_exists(&ticket_id);
             return Some(Followup {
@@ -143,10 +178,19 @@ impl Helpdesks {
             });
         }
         let ticket_id = class.subject_ticket_id.clone()?;
-        let exists = self.store.get(&ticket_id).ok().flatten().is_some_and(|t| t.helpdesk == desk.name);
+        let exists = self
+            .store
+            .get(&ticket_id)
+            .ok()
+            .flatten()
+            .is_some_and(|t| t.helpdesk == desk.name);
         Some(Followup {
             ticket_id,
-            via: if exists { ReasonCode::FollowupSubjectId } else { ReasonCode::FollowupUnknownTicket },
+            via: if exists {
+                ReasonCode::FollowupSubjectId
+            } else {
+                ReasonCode::FollowupUnknownTicket
+            },
             signed: false,
             ticket_exists: exists,
         })
@@ -157,11 +201,23 @@ impl Helpdesks {
     }
 
     pub fn quality_message(&self, helpdesk: usize) -> String {
-        self.table.helpdesks()[helpdesk].rules.quality_message.clone().unwrap_or_default()
+        self.table.helpdesks()[helpdesk]
+            .rules
+            .quality_message
+            .clone()
+            .unwrap_or_default()
     }
 
     /// Renders a reply of `kind` for `t`, ready to be stored with it.
-    pub fn draft_reply(&self, helpdesk: usize, t: &Ticket, kind: ReplyKind, to: &str, in_reply_to: Option<&str>, extra: &Extra) -> ReplyRecord {
+    pub fn draft_reply(
+        &self,
+        helpdesk: usize,
+        t: &Ticket,
+        kind: ReplyKind,
+        to: &str,
+        in_reply_to: Option<&str>,
+        extra: &Extra,
+    ) -> ReplyRecord {
         let desk = &self.table.helpdesks()[helpdesk];
         let (subject, body) = self.templates.render(kind, desk, t, extra);
         let message_id = self.signer.message_id(&t.id);
@@ -188,7 +244,15 @@ impl Helpdesks {
 
     /// An automatic reply to `answering`, held until the next hop accepts
     /// that message; skipped (with a reason) past the per-sender rate limit.
-    pub fn auto_reply(&self, helpdesk: usize, t: &mut Ticket, kind: ReplyKind, to: &str, answering: Option<&MessageRecord>, extra: &Extra) {
+    pub fn auto_reply(
+        &self,
+        helpdesk: usize,
+        t: &mut Ticket,
+        kind: ReplyKind,
+        to: &str,
+        answering: Option<&MessageRecord>,
+        extra: &Extra,
+    ) {
         if !self.allow_reply(to) {
             t.reasons.push(ReasonCode::ReplySuppressedRateLimit);
             return;
@@ -217,40 +281,74 @@ impl Helpdesks {
                         tickets: tickets
                             .into_iter()
                             .filter(|t| status.is_none_or(|s| t.status == s))
-                            .filter(|t| helpdesk.as_deref().is_none_or(|h| t.helpdesk.eq_ignore_ascii_case(h)))
+                            .filter(|t| {
+                                helpdesk
+                                    .as_deref()
+                                    .is_none_or(|h| t.helpdesk.eq_ignore_ascii_case(h))
+                            })
                             .collect(),
                     },
-                    Err(e) => Response::Error { error: e.to_string() },
+                    Err(e) => Response::Error {
+                        error: e.to_string(),
+                    },
                 };
             }
             Op::Show { id } => {
                 return match self.store.get(&id) {
-                    Ok(Some(t)) => Response::Ticket { ticket: Box::new(t) },
+                    Ok(Some(t)) => Response::Ticket {
+                        ticket: Box::new(t),
+                    },
                     Ok(None) => Response::Error {
                         error: format!("no ticket {id}"),
                     },
-                    Err(e) => Response::Error { error: e.to_string() },
+                    Err(e) => Response::Error {
+                        error: e.to_string(),
+                    },
                 };
             }
-            Op::Take { id, by: taker } => self.command(id, &taker.clone(), WorkgroupCommand::Take(taker)).await,
-            Op::Severity { id, level } => self.command(id, &by, WorkgroupCommand::Severity(level)).await,
-            Op::Classify { id, category } => self.command(id, &by, WorkgroupCommand::Classify(category)).await,
-            Op::Suspend { id, message } => self.command(id, &by, WorkgroupCommand::Suspend(message)).await,
+            Op::Take { id, by: taker } => {
+                self.command(id, &taker.clone(), WorkgroupCommand::Take(taker))
+                    .await
+            }
+            Op::Severity { id, level } => {
+                self.command(id, &by, WorkgroupCommand::Severity(level))
+                    .await
+            }
+            Op::Classify { id, category } => {
+                self.command(id, &by, WorkgroupCommand::Classify(category))
+                    .await
+            }
+            Op::Suspend { id, message } => {
+                self.command(id, &by, WorkgroupCommand::Suspend(message))
+                    .await
+            }
             Op::Resume { id } => self.command(id, &by, WorkgroupCommand::Resume).await,
             Op::Close { id } => self.command(id, &by, WorkgroupCommand::Close).await,
             Op::Reopen { id } => self.command(id, &by, WorkgroupCommand::Reopen).await,
         };
         match result {
-            Ok(t) => Response::Ticket { ticket: Box::new(t) },
+            Ok(t) => Response::Ticket {
+                ticket: Box::new(t),
+            },
             Err(e) => Response::Error { error: e },
         }
     }
 
-    async fn command(self: &Arc<Self>, id: String, by: &str, command: WorkgroupCommand) -> Result<Ticket, String> {
-        let current = self.store.get(&id).map_err(|e| e.to_string())?.ok_or(format!("no ticket {id}"))?;
-        let (helpdesk, desk) = self
-            .desk_by_name(&current.helpdesk)
-            .ok_or(format!("ticket {id} belongs to helpdesk {} which is not configured", current.helpdesk))?;
+    async fn command(
+        self: &Arc<Self>,
+        id: String,
+        by: &str,
+        command: WorkgroupCommand,
+    ) -> Result<Ticket, String> {
+        let current = self
+            .store
+            .get(&id)
+            .map_err(|e| e.to_string())?
+            .ok_or(format!("no ticket {id}"))?;
+        let (helpdesk, desk) = self.desk_by_name(&current.helpdesk).ok_or(format!(
+            "ticket {id} belongs to helpdesk {} which is not configured",
+            current.helpdesk
+        ))?;
         let desk = desk.clone();
         let by = by.to_string();
         let this = self.clone();
@@ -269,11 +367,21 @@ impl Helpdesks {
         Ok(ticket)
     }
 
-    fn apply_command(&self, helpdesk: usize, desk: &HelpdeskConfig, t: &mut Ticket, by: &str, command: WorkgroupCommand) -> Result<(), String> {
+    fn apply_command(
+        &self,
+        helpdesk: usize,
+        desk: &HelpdeskConfig,
+        t: &mut Ticket,
+        by: &str,
+        command: WorkgroupCommand,
+    ) -> Result<(), String> {
         let now = now_rfc3339();
         let event = match command {
             WorkgroupCommand::Take(name) => {
-                refuse_if(t.status == Status::Closed, "a closed ticket cannot be taken; reopen it first")?;
+                refuse_if(
+                    t.status == Status::Closed,
+                    "a closed ticket cannot be taken; reopen it first",
+                )?;
                 t.assignee = Some(name.clone());
                 format!("taken by {name}")
             }
@@ -283,12 +391,20 @@ impl Helpdesks {
                     .iter()
                     .find(|s| s.level.eq_ignore_ascii_case(&level))
                     .ok_or_else(|| {
-                        let known: Vec<&str> = desk.severities.iter().map(|s| s.level.as_str()).collect();
-                        format!("unknown severity {level} for {}; levels: {}", desk.name, known.join(", "))
+                        let known: Vec<&str> =
+                            desk.severities.iter().map(|s| s.level.as_str()).collect();
+                        format!(
+                            "unknown severity {level} for {}; levels: {}",
+                            desk.name,
+                            known.join(", ")
+                        )
                     })?;
                 t.severity = Some(sev.level.clone());
                 t.due_at = Some(after_hours(sev.resolution_hours));
-                format!("severity {} (resolve within {} h)", sev.level, sev.resolution_hours)
+                format!(
+                    "severity {} (resolve within {} h)",
+                    sev.level, sev.resolution_hours
+                )
             }
             WorkgroupCommand::Classify(category) => {
                 t.category = Some(category);
@@ -298,14 +414,29 @@ impl Helpdesks {
                 }
             }
             WorkgroupCommand::Suspend(message) => {
-                refuse_if(t.status != Status::Open, &format!("only an open ticket can be suspended (it is {})", t.status.as_str()))?;
+                refuse_if(
+                    t.status != Status::Open,
+                    &format!(
+                        "only an open ticket can be suspended (it is {})",
+                        t.status.as_str()
+                    ),
+                )?;
                 t.status = Status::Suspended;
-                let extra = Extra { message, missing: String::new() };
+                let extra = Extra {
+                    message,
+                    missing: String::new(),
+                };
                 self.workgroup_notice(helpdesk, t, ReplyKind::InfoRequest, &extra);
                 "suspended with an information request".to_string()
             }
             WorkgroupCommand::Resume => {
-                refuse_if(t.status != Status::Suspended, &format!("only a suspended ticket can be resumed (it is {})", t.status.as_str()))?;
+                refuse_if(
+                    t.status != Status::Suspended,
+                    &format!(
+                        "only a suspended ticket can be resumed (it is {})",
+                        t.status.as_str()
+                    ),
+                )?;
                 t.status = Status::Open;
                 self.workgroup_notice(helpdesk, t, ReplyKind::Resumed, &Extra::default());
                 "resumed".to_string()
@@ -317,13 +448,23 @@ impl Helpdesks {
                 "closed".to_string()
             }
             WorkgroupCommand::Reopen => {
-                refuse_if(t.status != Status::Closed, &format!("only a closed ticket can be reopened (it is {})", t.status.as_str()))?;
+                refuse_if(
+                    t.status != Status::Closed,
+                    &format!(
+                        "only a closed ticket can be reopened (it is {})",
+                        t.status.as_str()
+                    ),
+                )?;
                 t.status = Status::Open;
                 self.workgroup_notice(helpdesk, t, ReplyKind::Reopened, &Extra::default());
                 "reopened".to_string()
             }
         };
-        t.history.push(HistoryEntry { at: now, by: by.to_string(), event });
+        t.history.push(HistoryEntry {
+            at: now,
+            by: by.to_string(),
+            event,
+        });
         Ok(())
     }
 }
@@ -340,12 +481,17 @@ enum WorkgroupCommand {
 }
 
 fn refuse_if(condition: bool, why: &str) -> Result<(), String> {
-    if condition { Err(why.to_string()) } else { Ok(()) }
+    if condition {
+        Err(why.to_string())
+    } else {
+        Ok(())
+    }
 }
 
 fn after_hours(hours: u64) -> String {
     let t = time::OffsetDateTime::now_utc() + Duration::from_secs(hours * 3600);
-    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 /// The sender as a requester: the From address, else the envelope sender.
@@ -395,36 +541,74 @@ pub fn apply_followup(t: &mut Ticket, input: FollowupInput) {
         });
     }
     if let (Some(kind), None) = (reply, input.suppressed) {
-        input.desks.auto_reply(input.helpdesk, t, kind, &input.reply_to, Some(&record), &Extra::default());
+        input.desks.auto_reply(
+            input.helpdesk,
+            t,
+            kind,
+            &input.reply_to,
+            Some(&record),
+            &Extra::default(),
+        );
     }
     t.messages.push(record);
 }
 
-fn decide_followup(t: &Ticket, i: &FollowupInput) -> (Action, Option<ReplyKind>, Option<ReasonCode>) {
+fn decide_followup(
+    t: &Ticket,
+    i: &FollowupInput,
+) -> (Action, Option<ReplyKind>, Option<ReasonCode>) {
     let is_requester = i.sender.eq_ignore_ascii_case(&t.requester);
     if i.out_of_office {
-        return (Action::Appended, None, Some(ReasonCode::AutoReplyOutOfOffice));
+        return (
+            Action::Appended,
+            None,
+            Some(ReasonCode::AutoReplyOutOfOffice),
+        );
     }
     let command = i.class.command;
     if let Some(cmd) = command {
         let (allowed_from, target, action, kind, code) = match cmd {
-            MailCommand::Close => (t.status != Status::Closed, Status::Closed, Action::Closed, ReplyKind::Closed, ReasonCode::CommandClose),
-            MailCommand::Reopen => (t.status == Status::Closed, Status::Open, Action::Reopened, ReplyKind::Reopened, ReasonCode::CommandReopen),
+            MailCommand::Close => (
+                t.status != Status::Closed,
+                Status::Closed,
+                Action::Closed,
+                ReplyKind::Closed,
+                ReasonCode::CommandClose,
+            ),
+            MailCommand::Reopen => (
+                t.status == Status::Closed,
+                Status::Open,
+                Action::Reopened,
+                ReplyKind::Reopened,
+                ReasonCode::CommandReopen,
+            ),
         };
         let _ = target;
         if !is_requester {
             return (Action::Refused, None, Some(ReasonCode::CommandNotRequester));
         }
         if !i.authenticated {
-            return (Action::Refused, None, Some(ReasonCode::CommandNotAuthenticated));
+            return (
+                Action::Refused,
+                None,
+                Some(ReasonCode::CommandNotAuthenticated),
+            );
         }
         if !allowed_from {
-            return (Action::Refused, None, Some(ReasonCode::CommandIllegalTransition));
+            return (
+                Action::Refused,
+                None,
+                Some(ReasonCode::CommandIllegalTransition),
+            );
         }
         return (action, Some(kind), Some(code));
     }
     if t.status == Status::Suspended && is_requester {
-        return (Action::Resumed, Some(ReplyKind::Resumed), Some(ReasonCode::ResumeOnReply));
+        return (
+            Action::Resumed,
+            Some(ReplyKind::Resumed),
+            Some(ReasonCode::ResumeOnReply),
+        );
     }
     (Action::Appended, None, None)
 }
@@ -436,13 +620,19 @@ pub fn settle_delivery(t: &mut Ticket, raw_sha256: &str, replies: &[String], acc
         let message = if raw_sha256.is_empty() {
             t.messages.iter_mut().rev().find(|m| !m.delivered)
         } else {
-            t.messages.iter_mut().find(|m| m.raw_sha256.as_deref() == Some(raw_sha256))
+            t.messages
+                .iter_mut()
+                .find(|m| m.raw_sha256.as_deref() == Some(raw_sha256))
         };
         if let Some(m) = message {
             m.delivered = true;
         }
     }
-    for r in t.replies.iter_mut().filter(|r| replies.contains(&r.message_id)) {
+    for r in t
+        .replies
+        .iter_mut()
+        .filter(|r| replies.contains(&r.message_id))
+    {
         r.state = match (accepted, r.state) {
             (true, ReplyState::Held | ReplyState::Cancelled) => ReplyState::Queued,
             (false, ReplyState::Held) => ReplyState::Cancelled,

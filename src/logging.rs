@@ -16,7 +16,11 @@ pub fn init(format: LogFormat) {
         .with_writer(std::io::stderr);
     let result = match format {
         LogFormat::Text => builder.with_target(false).try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
     };
     if let Err(e) = result {
         eprintln!("ticketgate: logging already initialised: {e}");

@@ -9,16 +9,20 @@ use std::sync::Arc;
 
 use ticketgate::config::{Config, NextHop};
 use ticketgate::lifecycle::Helpdesks;
+use ticketgate::logging::{self, LogFormat};
 use ticketgate::outbox::Outbox;
 use ticketgate::outbox::msgid::Signer;
 use ticketgate::outbox::render::Templates;
-use ticketgate::store::TicketStore;
-use ticketgate::logging::{self, LogFormat};
 use ticketgate::pipeline::Pipeline;
 use ticketgate::server::{Server, Shared};
+use ticketgate::store::TicketStore;
 
 #[derive(Parser)]
-#[command(name = "ticketgate", version, about = "SMTP filter that opens helpdesk tickets in flight")]
+#[command(
+    name = "ticketgate",
+    version,
+    about = "SMTP filter that opens helpdesk tickets in flight"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -65,7 +69,9 @@ enum TicketCommand {
         helpdesk: Option<String>,
     },
     /// Show one ticket.
-    Show { id: String },
+    Show {
+        id: String,
+    },
     /// Take a ticket in charge.
     Take {
         id: String,
@@ -73,18 +79,30 @@ enum TicketCommand {
         by: String,
     },
     /// Set the severity (sets the resolution deadline).
-    Severity { id: String, level: String },
+    Severity {
+        id: String,
+        level: String,
+    },
     /// Classify as incident or maintenance (Manutenzione Ordinaria).
-    Classify { id: String, category: String },
+    Classify {
+        id: String,
+        category: String,
+    },
     /// Suspend with an information request mailed to the requester.
     Suspend {
         id: String,
         #[arg(long)]
         message: String,
     },
-    Resume { id: String },
-    Close { id: String },
-    Reopen { id: String },
+    Resume {
+        id: String,
+    },
+    Close {
+        id: String,
+    },
+    Reopen {
+        id: String,
+    },
 }
 
 #[derive(clap::Args)]
@@ -147,7 +165,8 @@ fn apply_overrides(config: &mut Config, args: &ServeArgs) -> Result<(), String> 
         config.server.listen = listen;
     }
     if let Some(hop) = &args.next_hop {
-        config.server.next_hop = NextHop::try_from(hop.clone()).map_err(|e| format!("--next-hop: {e}"))?;
+        config.server.next_hop =
+            NextHop::try_from(hop.clone()).map_err(|e| format!("--next-hop: {e}"))?;
     }
     if let Some(relay) = args.reply_relay {
         config.server.reply_relay = Some(relay);
@@ -200,14 +219,27 @@ fn serve(args: ServeArgs) -> ExitCode {
 
 async fn run(config: Config) -> Result<(), String> {
     let data_dir = config.server.data_dir.clone();
-    std::fs::create_dir_all(&data_dir).map_err(|e| format!("data dir {}: {e}", data_dir.display()))?;
-    let store = TicketStore::open(&data_dir).map_err(|e| format!("ticket store in {}: {e}", data_dir.display()))?;
+    std::fs::create_dir_all(&data_dir)
+        .map_err(|e| format!("data dir {}: {e}", data_dir.display()))?;
+    let store = TicketStore::open(&data_dir)
+        .map_err(|e| format!("ticket store in {}: {e}", data_dir.display()))?;
     let signer = Signer::load_or_create(&data_dir, &config.server.hostname)
         .map_err(|e| format!("message-id key in {}: {e}", data_dir.display()))?;
     let templates = Templates::load(&config.templates_dir())?;
-    let outbox = Outbox::start(store.clone(), config.server.reply_relay, &config.server.hostname, config.outbox.clone());
+    let outbox = Outbox::start(
+        store.clone(),
+        config.server.reply_relay,
+        &config.server.hostname,
+        config.outbox.clone(),
+    );
     let control_path = config.control_path();
-    let desks = Arc::new(Helpdesks::new(config.clone(), store, outbox, signer, templates));
+    let desks = Arc::new(Helpdesks::new(
+        config.clone(),
+        store,
+        outbox,
+        signer,
+        templates,
+    ));
     let _control = ticketgate::control::start(&control_path, desks.clone())
         .map_err(|e| format!("control socket {}: {e}", control_path.display()))?;
     let pipeline = Pipeline::new(desks);
@@ -225,13 +257,22 @@ async fn run(config: Config) -> Result<(), String> {
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
         tracing::error!("cannot install signal handlers; stop with kill -9");
         std::future::pending::<()>().await;
         return;
     };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
+    loop {
+        tokio::select! {
+            _ = term.recv() => return tracing::info!("SIGTERM received"),
+            _ = int.recv() => return tracing::info!("SIGINT received"),
+            // SIGHUP's default action would end the process; a reload of the
+            // helpdesk table is not implemented yet, so say what to do.
+            _ = hup.recv() => tracing::warn!("SIGHUP received: configuration reload is not supported yet; restart to apply changes"),
+        }
     }
 }

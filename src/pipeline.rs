@@ -18,7 +18,8 @@ use crate::spool::Spool;
 use crate::store::{Change, Outcome as StoreOutcome, StoreError};
 use crate::tag;
 use crate::ticket::{
-    Action, AttachmentRecord, HistoryEntry, MessageRecord, ReplyKind, ReplyState, Status, Ticket, now_rfc3339,
+    Action, AttachmentRecord, HistoryEntry, MessageRecord, ReplyKind, ReplyState, Status, Ticket,
+    now_rfc3339,
 };
 
 pub struct Envelope<'a> {
@@ -60,7 +61,13 @@ impl Outcome {
         self.join(|t| t.action.as_str().to_string())
     }
     pub fn reasons(&self) -> String {
-        self.join(|t| t.reasons.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(" "))
+        self.join(|t| {
+            t.reasons
+                .iter()
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
     }
 }
 
@@ -114,7 +121,11 @@ impl Pipeline {
             tracing::error!(session = envelope.session, error = %e, "cannot read the spool");
             Reply::new(451, "4.3.0", "Local error, try again later")
         };
-        let (bytes, complete) = match spool.read_all(config.limits.max_parse_bytes).await.map_err(local)? {
+        let (bytes, complete) = match spool
+            .read_all(config.limits.max_parse_bytes)
+            .await
+            .map_err(local)?
+        {
             Some(all) => (all, true),
             None => (spool.head(256 * 1024).await.map_err(local)?, false),
         };
@@ -127,7 +138,8 @@ impl Pipeline {
             log_shadow(desks, envelope, &mail, &routing);
             return Ok(Prepared::pass_through());
         }
-        let raw_sha256 = store_blob(desks, if complete { bytes.clone() } else { Vec::new() }).await?;
+        let raw_sha256 =
+            store_blob(desks, if complete { bytes.clone() } else { Vec::new() }).await?;
         let attachments = store_attachments(desks, &mail).await?;
         let mut outcome = Outcome {
             message_id: mail.message_id.clone(),
@@ -163,7 +175,11 @@ impl Pipeline {
     }
 
     /// Opens or updates this helpdesk's ticket, durably.
-    async fn apply_to_desk(&self, desks: &Arc<Helpdesks>, input: &MessageInput<'_>) -> Result<(Ticket, TicketOutcome), Reply> {
+    async fn apply_to_desk(
+        &self,
+        desks: &Arc<Helpdesks>,
+        input: &MessageInput<'_>,
+    ) -> Result<(Ticket, TicketOutcome), Reply> {
         let desk = &desks.table().helpdesks()[input.routed.helpdesk];
         let queue = &desk.queues[input.routed.queue];
         let class = classify::classify(desk, queue, input.mail);
@@ -195,9 +211,22 @@ impl Pipeline {
                     }),
                 }
             }
-            _ => self.new_ticket_change(desks, input, desk, &class, record, reply_to, suppressed, dedupe_key.clone()),
+            _ => self.new_ticket_change(
+                desks,
+                input,
+                desk,
+                &class,
+                record,
+                reply_to,
+                suppressed,
+                dedupe_key.clone(),
+            ),
         };
-        let stored = desks.store().submit(change).await.map_err(|e| store_failure(input.envelope, e))?;
+        let stored = desks
+            .store()
+            .submit(change)
+            .await
+            .map_err(|e| store_failure(input.envelope, e))?;
         Ok(describe(stored, desk, input, &class, followup.as_ref()))
     }
 
@@ -229,7 +258,11 @@ impl Pipeline {
             sector: class.sector.clone(),
             urgency: class.urgency,
             contract: class.contract.clone(),
-            status: if class.vague { Status::Suspended } else { Status::Open },
+            status: if class.vague {
+                Status::Suspended
+            } else {
+                Status::Open
+            },
             severity: None,
             category: None,
             requester: requester.clone(),
@@ -244,7 +277,12 @@ impl Pipeline {
             history: vec![HistoryEntry {
                 at: now,
                 by: requester,
-                event: if class.vague { "created suspended (quality check)" } else { "created" }.into(),
+                event: if class.vague {
+                    "created suspended (quality check)"
+                } else {
+                    "created"
+                }
+                .into(),
             }],
         };
         let desks = desks.clone();
@@ -252,13 +290,24 @@ impl Pipeline {
         let vague = class.vague;
         let finish = move |t: &mut Ticket| {
             if suppressed.is_none() {
-                let missing = if vague { desks.quality_message(helpdesk) } else { String::new() };
+                let missing = if vague {
+                    desks.quality_message(helpdesk)
+                } else {
+                    String::new()
+                };
                 let extra = crate::outbox::render::Extra {
                     message: String::new(),
                     missing,
                 };
                 let first = t.messages.first().cloned();
-                desks.auto_reply(helpdesk, t, ReplyKind::Created, &reply_to, first.as_ref(), &extra);
+                desks.auto_reply(
+                    helpdesk,
+                    t,
+                    ReplyKind::Created,
+                    &reply_to,
+                    first.as_ref(),
+                    &extra,
+                );
             }
             Ok(())
         };
@@ -295,7 +344,9 @@ impl Pipeline {
                 Ok(_) => {}
                 // The ticket and the message are on disk already; only the
                 // reply stays held. Logged for the operator to see.
-                Err(e) => tracing::error!(ticket = %t.ticket, error = %e, "cannot release the replies of a delivered message"),
+                Err(e) => {
+                    tracing::error!(ticket = %t.ticket, error = %e, "cannot release the replies of a delivered message")
+                }
             }
         }
         hop_reply.clone()
@@ -312,7 +363,11 @@ struct MessageInput<'a> {
     raw_sha256: &'a str,
 }
 
-fn message_record(input: &MessageInput<'_>, class: &Classification, followup: Option<&Followup>) -> MessageRecord {
+fn message_record(
+    input: &MessageInput<'_>,
+    class: &Classification,
+    followup: Option<&Followup>,
+) -> MessageRecord {
     let mut reasons = class.reasons.clone();
     reasons.extend(input.mail.reasons.iter().copied());
     if let Some(f) = followup {
@@ -324,7 +379,11 @@ fn message_record(input: &MessageInput<'_>, class: &Classification, followup: Op
         subject: input.mail.subject.clone(),
         received_at: now_rfc3339(),
         attachments: input.attachments.to_vec(),
-        action: if followup.is_some_and(|f| f.ticket_exists) { Action::Appended } else { Action::Created },
+        action: if followup.is_some_and(|f| f.ticket_exists) {
+            Action::Appended
+        } else {
+            Action::Created
+        },
         recipients: input.routed.recipients.clone(),
         reasons,
         raw_sha256: (!input.raw_sha256.is_empty()).then(|| input.raw_sha256.to_string()),
@@ -346,15 +405,24 @@ fn describe(
         m.message_id.is_some() && m.message_id == input.mail.message_id
             || m.raw_sha256.as_deref() == Some(input.raw_sha256)
     });
-    let mut reasons = class.reasons.clone();
-    reasons.extend(followup.map(|f| f.via));
-    reasons.extend(mine.map(|m| m.reasons.clone()).unwrap_or_default());
-    reasons.dedup();
+    // The message's own record holds the classifier's, the parser's and the
+    // follow-up's reasons, and those of a refused command.
+    let mut reasons = match mine {
+        Some(m) => m.reasons.clone(),
+        None => class
+            .reasons
+            .iter()
+            .copied()
+            .chain(followup.map(|f| f.via))
+            .collect(),
+    };
     let mut action = mine.map(|m| m.action).unwrap_or(Action::Appended);
     if duplicate {
         reasons.push(ReasonCode::DuplicateMessageId);
         action = Action::Appended;
     }
+    let mut seen = std::collections::HashSet::new();
+    reasons.retain(|r| seen.insert(*r));
     // Replies answering this message: written now, or on an earlier
     // delivery attempt that the next hop refused.
     let replies = ticket
@@ -416,7 +484,10 @@ async fn store_blob(desks: &Arc<Helpdesks>, bytes: Vec<u8>) -> Result<String, Re
     }
 }
 
-async fn store_attachments(desks: &Arc<Helpdesks>, mail: &ParsedMail) -> Result<Vec<AttachmentRecord>, Reply> {
+async fn store_attachments(
+    desks: &Arc<Helpdesks>,
+    mail: &ParsedMail,
+) -> Result<Vec<AttachmentRecord>, Reply> {
     let mut records = Vec::with_capacity(mail.attachments.len());
     for a in &mail.attachments {
         let sha256 = store_blob(desks, a.bytes.clone()).await?;

@@ -103,7 +103,10 @@ impl Sessions {
     async fn drain(&self) {
         let limits = &self.shared.config.limits;
         let total = limits.max_connections as u32;
-        tracing::info!(grace_secs = limits.shutdown_grace_secs, "shutting down: draining sessions");
+        tracing::info!(
+            grace_secs = limits.shutdown_grace_secs,
+            "shutting down: draining sessions"
+        );
         let _ = self.phase.send(Phase::Draining);
         if tokio::time::timeout(limits.shutdown_grace(), self.slots.acquire_many(total))
             .await
@@ -117,7 +120,10 @@ impl Sessions {
         // A session in the middle of forwarding finishes that step (bounded
         // by the next hop timeout) before it can say 421.
         let rest = limits.next_hop_timeout() + Duration::from_secs(5);
-        if tokio::time::timeout(rest, self.slots.acquire_many(total)).await.is_err() {
+        if tokio::time::timeout(rest, self.slots.acquire_many(total))
+            .await
+            .is_err()
+        {
             tracing::warn!("sessions still running at exit");
         }
     }

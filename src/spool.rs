@@ -56,7 +56,9 @@ impl Spool {
 
     async fn move_to_disk(&mut self) -> std::io::Result<()> {
         tokio::fs::create_dir_all(&self.dir).await?;
-        let path = self.dir.join(format!("spool-{}", uuid::Uuid::new_v4().simple()));
+        let path = self
+            .dir
+            .join(format!("spool-{}", uuid::Uuid::new_v4().simple()));
         let file = tokio::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -153,7 +155,10 @@ mod tests {
         spool.write(b"abcdef").await.unwrap();
         assert!(spool.is_on_disk());
         spool.finish().await.unwrap();
-        assert_eq!(spool.read_all(100).await.unwrap().unwrap(), b"0123456789abcdef");
+        assert_eq!(
+            spool.read_all(100).await.unwrap().unwrap(),
+            b"0123456789abcdef"
+        );
         assert_eq!(spool.head(3).await.unwrap(), b"012");
         assert!(spool.read_all(5).await.unwrap().is_none());
         drop(spool);

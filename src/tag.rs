@@ -13,7 +13,10 @@ pub fn ticket_headers(ticket: &Ticket, action: Action) -> Vec<(&'static str, Str
         ("X-Ticketgate-Action", action.as_str().to_string()),
         ("X-Ticketgate-Helpdesk", ticket.helpdesk.clone()),
         ("X-Ticketgate-Queue", ticket.queue.clone()),
-        ("X-Ticketgate-Sector", ticket.sector.clone().unwrap_or_default()),
+        (
+            "X-Ticketgate-Sector",
+            ticket.sector.clone().unwrap_or_default(),
+        ),
         ("X-Ticketgate-Urgency", ticket.urgency.as_str().to_string()),
     ];
     if let Some(contract) = &ticket.contract {
@@ -99,7 +102,10 @@ fn split_lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
 /// Header values come from the config and the classifier; a line break in
 /// one would let it end our header and start another.
 fn sanitize(value: &str) -> String {
-    value.chars().map(|c| if c == '\r' || c == '\n' { ' ' } else { c }).collect()
+    value
+        .chars()
+        .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
+        .collect()
 }
 
 #[cfg(test)]
@@ -109,17 +115,31 @@ mod tests {
     #[test]
     fn forged_headers_and_their_continuations_are_removed() {
         let msg = b"Subject: a\r\nX-Ticketgate-Ticket: PP-2026-999999\r\n\tfolded\r\nx-ticketgate-action: closed\r\nFrom: b\r\n\r\nbody\r\n";
-        let r = rewrite(msg, &[("X-Ticketgate-Ticket", "PP-2026-000001".into())], &[]);
+        let r = rewrite(
+            msg,
+            &[("X-Ticketgate-Ticket", "PP-2026-000001".into())],
+            &[],
+        );
         assert_eq!(r.removed_forged, 2);
-        assert_eq!(r.head, b"X-Ticketgate-Ticket: PP-2026-000001\r\nSubject: a\r\nFrom: b\r\n");
+        assert_eq!(
+            r.head,
+            b"X-Ticketgate-Ticket: PP-2026-000001\r\nSubject: a\r\nFrom: b\r\n"
+        );
         let mut out = r.head.clone();
         out.extend_from_slice(&msg[r.skip as usize..]);
-        assert_eq!(out, b"X-Ticketgate-Ticket: PP-2026-000001\r\nSubject: a\r\nFrom: b\r\n\r\nbody\r\n");
+        assert_eq!(
+            out,
+            b"X-Ticketgate-Ticket: PP-2026-000001\r\nSubject: a\r\nFrom: b\r\n\r\nbody\r\n"
+        );
     }
 
     #[test]
     fn values_cannot_inject_lines() {
-        let r = rewrite(b"\r\nbody", &[("X-Ticketgate-Queue", "a\r\nBcc: x".into())], &[]);
+        let r = rewrite(
+            b"\r\nbody",
+            &[("X-Ticketgate-Queue", "a\r\nBcc: x".into())],
+            &[],
+        );
         assert_eq!(r.head, b"X-Ticketgate-Queue: a  Bcc: x\r\n");
         assert_eq!(r.skip, 0);
     }

@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::reason::ReasonCode;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Urgency {
     #[default]
@@ -111,6 +113,18 @@ pub enum ReplyState {
     Sent,
     Cancelled,
     Failed,
+}
+
+impl ReplyState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReplyState::Held => "held",
+            ReplyState::Queued => "queued",
+            ReplyState::Sent => "sent",
+            ReplyState::Cancelled => "cancelled",
+            ReplyState::Failed => "failed",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -20,7 +20,10 @@ pub fn run(args: TicketsArgs) -> ExitCode {
     };
     let by = args.actor.or_else(|| std::env::var("USER").ok());
     let request = Request { op, actor: by };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => return fail(&e.to_string()),
     };
@@ -47,7 +50,9 @@ fn socket_path(args: &TicketsArgs) -> Result<PathBuf, String> {
         .config
         .as_ref()
         .ok_or("give --control PATH or --config FILE to find the server")?;
-    Config::load(config).map(|c| c.control_path()).map_err(|e| e.to_string())
+    Config::load(config)
+        .map(|c| c.control_path())
+        .map_err(|e| e.to_string())
 }
 
 fn op_of(command: TicketCommand) -> Result<Op, String> {
@@ -64,7 +69,11 @@ fn op_of(command: TicketCommand) -> Result<Op, String> {
             category: match category.to_ascii_lowercase().as_str() {
                 "incident" => Category::Incident,
                 "maintenance" | "manutenzione" => Category::Maintenance,
-                other => return Err(format!("category must be incident or maintenance, not {other}")),
+                other => {
+                    return Err(format!(
+                        "category must be incident or maintenance, not {other}"
+                    ));
+                }
             },
         },
         TicketCommand::Suspend { id, message } => Op::Suspend { id, message },
@@ -79,14 +88,22 @@ fn parse_status(s: &str) -> Result<Status, String> {
         "open" => Ok(Status::Open),
         "suspended" => Ok(Status::Suspended),
         "closed" => Ok(Status::Closed),
-        other => Err(format!("status must be open, suspended or closed, not {other}")),
+        other => Err(format!(
+            "status must be open, suspended or closed, not {other}"
+        )),
     }
 }
 
 fn print(response: &Response, json: bool) {
     match response {
-        Response::Tickets { tickets } if json => println!("{}", serde_json::to_string_pretty(tickets).unwrap_or_default()),
-        Response::Ticket { ticket } if json => println!("{}", serde_json::to_string_pretty(ticket).unwrap_or_default()),
+        Response::Tickets { tickets } if json => println!(
+            "{}",
+            serde_json::to_string_pretty(tickets).unwrap_or_default()
+        ),
+        Response::Ticket { ticket } if json => println!(
+            "{}",
+            serde_json::to_string_pretty(ticket).unwrap_or_default()
+        ),
         Response::Tickets { tickets } => {
             for t in tickets {
                 println!(
@@ -108,15 +125,37 @@ fn print_ticket(t: &Ticket) {
     let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
     println!("{}  [{}]  {}", t.id, t.status.as_str(), t.subject);
     println!("  helpdesk:  {} / {}", t.helpdesk, t.queue);
-    println!("  procedure: {}   sector: {}", opt(&t.procedure), opt(&t.sector));
-    println!("  urgency:   {}   contract: {}", t.urgency.as_str(), opt(&t.contract));
-    println!("  severity:  {}   due: {}", opt(&t.severity), opt(&t.due_at));
-    println!("  requester: {}   assignee: {}", t.requester, opt(&t.assignee));
+    println!(
+        "  procedure: {}   sector: {}",
+        opt(&t.procedure),
+        opt(&t.sector)
+    );
+    println!(
+        "  urgency:   {}   contract: {}",
+        t.urgency.as_str(),
+        opt(&t.contract)
+    );
+    println!(
+        "  severity:  {}   due: {}",
+        opt(&t.severity),
+        opt(&t.due_at)
+    );
+    println!(
+        "  requester: {}   assignee: {}",
+        t.requester,
+        opt(&t.assignee)
+    );
     for m in &t.messages {
-        println!("  message  {} {} {:?} {}", m.received_at, m.action.as_str(), m.from, m.subject);
+        println!(
+            "  message  {} {} {:?} {}",
+            m.received_at,
+            m.action.as_str(),
+            m.from,
+            m.subject
+        );
     }
     for r in &t.replies {
-        println!("  reply    {:?} to {} ({:?})", r.kind, r.to, r.state);
+        println!("  reply    {:?} to {} ({})", r.kind, r.to, r.state.as_str());
     }
     for h in &t.history {
         println!("  history  {} {}: {}", h.at, h.by, h.event);

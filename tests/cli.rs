@@ -3,7 +3,10 @@
 use std::process::Command;
 
 fn ticketgate(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_ticketgate")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_ticketgate"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn repo(rel: &str) -> String {
@@ -13,7 +16,11 @@ fn repo(rel: &str) -> String {
 #[test]
 fn shipped_config_checks_ok() {
     let out = ticketgate(&["check-config", "--config", &repo("config/ticketgate.toml")]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("2 helpdesks"), "{text}");
 }
@@ -23,28 +30,43 @@ fn check(text: &str) -> (i32, String) {
     let path = dir.path().join("bad.toml");
     std::fs::write(&path, text).unwrap();
     let out = ticketgate(&["check-config", "--config", path.to_str().unwrap()]);
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).replace(path.to_str().unwrap(), "FILE"))
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).replace(path.to_str().unwrap(), "FILE"),
+    )
 }
 
 #[test]
 fn syntax_error_names_file_and_line() {
-    let (code, err) = check("[server]\nlisten = \"127.0.0.1:10025\"\nnext_hop = \"127.0.0.1:10026\"\ndata_dir = \"/tmp/x\"\nmax = = 3\n");
+    let (code, err) = check(
+        "[server]\nlisten = \"127.0.0.1:10025\"\nnext_hop = \"127.0.0.1:10026\"\ndata_dir = \"/tmp/x\"\nmax = = 3\n",
+    );
     assert_eq!(code, 2);
     assert!(err.starts_with("FILE:5:"), "{err}");
 }
 
 #[test]
 fn unknown_key_is_named() {
-    let (code, err) = check("[server]\nlisten = \"127.0.0.1:10025\"\nnext_hop = \"127.0.0.1:10026\"\ndata_dir = \"/tmp/x\"\nlisten_typo = 1\n");
+    let (code, err) = check(
+        "[server]\nlisten = \"127.0.0.1:10025\"\nnext_hop = \"127.0.0.1:10026\"\ndata_dir = \"/tmp/x\"\nlisten_typo = 1\n",
+    );
     assert_eq!(code, 2);
-    assert!(err.starts_with("FILE:5:") && err.contains("listen_typo"), "{err}");
+    assert!(
+        err.starts_with("FILE:5:") && err.contains("listen_typo"),
+        "{err}"
+    );
 }
 
 #[test]
 fn bad_next_hop_value_names_its_line() {
-    let (code, err) = check("[server]\nlisten = \"127.0.0.1:10025\"\nnext_hop = \"nowhere\"\ndata_dir = \"/tmp/x\"\n");
+    let (code, err) = check(
+        "[server]\nlisten = \"127.0.0.1:10025\"\nnext_hop = \"nowhere\"\ndata_dir = \"/tmp/x\"\n",
+    );
     assert_eq!(code, 2);
-    assert!(err.starts_with("FILE:3:") && err.contains("maildir:DIR"), "{err}");
+    assert!(
+        err.starts_with("FILE:3:") && err.contains("maildir:DIR"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -55,13 +77,18 @@ fn invalid_helpdesk_address_names_the_key() {
          [[helpdesk.queue]]\naddress = \"not-an-address\"\n",
     );
     assert_eq!(code, 2);
-    assert!(err.contains("key `helpdesk[0] (X).queue[0].address`"), "{err}");
+    assert!(
+        err.contains("key `helpdesk[0] (X).queue[0].address`"),
+        "{err}"
+    );
 }
 
 #[test]
 fn duplicate_queue_address_across_helpdesks_is_refused() {
     let desk = |name: &str, prefix: &str| {
-        format!("[[helpdesk]]\nname = \"{name}\"\nticket_prefix = \"{prefix}\"\nreply_from = \"help@x.example\"\n[[helpdesk.queue]]\naddress = \"Same@x.example\"\n")
+        format!(
+            "[[helpdesk]]\nname = \"{name}\"\nticket_prefix = \"{prefix}\"\nreply_from = \"help@x.example\"\n[[helpdesk.queue]]\naddress = \"Same@x.example\"\n"
+        )
     };
     let (code, err) = check(&format!(
         "[server]\nlisten = \"127.0.0.1:10025\"\nnext_hop = \"127.0.0.1:10026\"\ndata_dir = \"/tmp/x\"\n{}{}",

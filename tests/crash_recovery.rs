@@ -22,17 +22,24 @@ fn message(i: usize) -> Vec<u8> {
 /// Sends message `i`; true only when the gate said 250 to its DATA.
 async fn try_send(port: u16, i: usize) -> bool {
     let attempt = async {
-        let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+        let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()?;
         let mut c = RawClient::new(stream);
         c.expect("220").await?;
         c.cmd("EHLO crash.test", "250").await?;
-        c.cmd(&format!("MAIL FROM:<op{i}@caf.example>"), "250").await?;
+        c.cmd(&format!("MAIL FROM:<op{i}@caf.example>"), "250")
+            .await?;
         c.cmd("RCPT TO:<nuovocaso@projectpp.it>", "250").await?;
         c.cmd("DATA", "354").await?;
         c.send(&wire(&message(i))).await?;
         c.expect("250").await
     };
-    tokio::time::timeout(Duration::from_secs(30), attempt).await.ok().flatten().is_some()
+    tokio::time::timeout(Duration::from_secs(30), attempt)
+        .await
+        .ok()
+        .flatten()
+        .is_some()
 }
 
 struct RawClient {
@@ -49,12 +56,16 @@ impl RawClient {
         }
     }
     async fn send(&mut self, b: &[u8]) -> Option<()> {
-        tokio::io::AsyncWriteExt::write_all(&mut self.w, b).await.ok()
+        tokio::io::AsyncWriteExt::write_all(&mut self.w, b)
+            .await
+            .ok()
     }
     async fn expect(&mut self, code: &str) -> Option<()> {
         loop {
             let mut line = String::new();
-            let n = tokio::io::AsyncBufReadExt::read_line(&mut self.r, &mut line).await.ok()?;
+            let n = tokio::io::AsyncBufReadExt::read_line(&mut self.r, &mut line)
+                .await
+                .ok()?;
             if n == 0 || !line.starts_with(code) {
                 return None;
             }
@@ -118,22 +129,32 @@ async fn kill_9_mid_run_loses_nothing_and_duplicates_no_ticket() {
     let mut child = spawn_binary(port, &hop, data.path(), None);
     for i in 0..TOTAL {
         if !acked.contains(&i) {
-            assert!(try_send(port, i).await, "message {i} accepted after restart");
+            assert!(
+                try_send(port, i).await,
+                "message {i} accepted after restart"
+            );
             acked.insert(i);
         }
     }
 
     // Every message acknowledged before the kill reached the next hop.
-    let received: HashMap<String, usize> = sink.messages().iter().fold(HashMap::new(), |mut m, r| {
-        let id = header(&r.data, "Message-ID").unwrap_or_default();
-        *m.entry(id).or_default() += 1;
-        m
-    });
+    let received: HashMap<String, usize> =
+        sink.messages().iter().fold(HashMap::new(), |mut m, r| {
+            let id = header(&r.data, "Message-ID").unwrap_or_default();
+            *m.entry(id).or_default() += 1;
+            m
+        });
     for i in &acked_before_kill {
-        assert!(received.contains_key(&format!("<crash-{i}@caf.example>")), "acked message {i} missing at next hop");
+        assert!(
+            received.contains_key(&format!("<crash-{i}@caf.example>")),
+            "acked message {i} missing at next hop"
+        );
     }
     for i in 0..TOTAL {
-        assert!(received.contains_key(&format!("<crash-{i}@caf.example>")), "message {i} never delivered");
+        assert!(
+            received.contains_key(&format!("<crash-{i}@caf.example>")),
+            "message {i} never delivered"
+        );
     }
 
     // Exactly one ticket per message.
@@ -152,7 +173,10 @@ async fn kill_9_mid_run_loses_nothing_and_duplicates_no_ticket() {
 }
 
 async fn futures_join(port: u16, batch: &[usize]) -> Vec<bool> {
-    let handles: Vec<_> = batch.iter().map(|&i| tokio::spawn(try_send(port, i))).collect();
+    let handles: Vec<_> = batch
+        .iter()
+        .map(|&i| tokio::spawn(try_send(port, i)))
+        .collect();
     let mut out = Vec::new();
     for h in handles {
         out.push(h.await.unwrap_or(false));

@@ -16,11 +16,23 @@ struct Rig {
 async fn rig() -> Rig {
     let hop = Sink::start(SinkBehaviour::default()).await;
     let relay = Sink::start(SinkBehaviour::default()).await;
-    let dg = start_desk_gate(&hop.addr.to_string(), Some(relay.addr), tempfile::tempdir().unwrap()).await;
+    let dg = start_desk_gate(
+        &hop.addr.to_string(),
+        Some(relay.addr),
+        tempfile::tempdir().unwrap(),
+    )
+    .await;
     Rig { dg, hop, relay }
 }
 
-fn mail(from: &str, to: &str, subject: &str, msgid: &str, extra_headers: &str, body: &str) -> Vec<u8> {
+fn mail(
+    from: &str,
+    to: &str,
+    subject: &str,
+    msgid: &str,
+    extra_headers: &str,
+    body: &str,
+) -> Vec<u8> {
     format!(
         "From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: <{msgid}>\r\nDate: Mon, 23 Nov 2026 10:00:00 +0100\r\n{extra_headers}MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n"
     )
@@ -58,7 +70,13 @@ impl Rig {
     }
 
     async fn tickets(&self) -> Vec<Ticket> {
-        match self.control(Op::List { status: None, helpdesk: None }).await {
+        match self
+            .control(Op::List {
+                status: None,
+                helpdesk: None,
+            })
+            .await
+        {
             Response::Tickets { tickets } => tickets,
             other => panic!("list: {other:?}"),
         }
@@ -71,7 +89,11 @@ impl Rig {
     /// Replies that reached the relay, as raw messages.
     async fn replies(&self, n: usize) -> Vec<Vec<u8>> {
         let relay = self.relay.clone();
-        assert!(eventually(|| relay.messages().len() >= n).await, "expected {n} replies at the relay, got {}", self.relay.messages().len());
+        assert!(
+            eventually(|| relay.messages().len() >= n).await,
+            "expected {n} replies at the relay, got {}",
+            self.relay.messages().len()
+        );
         self.relay.messages().into_iter().map(|m| m.data).collect()
     }
 }
@@ -80,18 +102,48 @@ impl Rig {
 async fn nuovocaso_mail_opens_a_tagged_case_and_gets_a_confirmation() {
     let r = rig().await;
     let body = format!("{LONG_BODY}\r\nContratto : 98765\r\n");
-    let msg = mail("Mario Rossi <mario@cliente.example>", "nuovocaso@projectpp.it", "MAGO4 fatture bloccate, URGENTE", "m1@cliente.example", "", &body);
-    let reply = r.send("mario@cliente.example", &["nuovocaso@projectpp.it"], &msg).await;
+    let msg = mail(
+        "Mario Rossi <mario@cliente.example>",
+        "nuovocaso@projectpp.it",
+        "MAGO4 fatture bloccate, URGENTE",
+        "m1@cliente.example",
+        "",
+        &body,
+    );
+    let reply = r
+        .send("mario@cliente.example", &["nuovocaso@projectpp.it"], &msg)
+        .await;
     assert!(reply.starts_with("250"), "{reply}");
     let fwd = r.forwarded(0);
     let id = header(&fwd, "X-Ticketgate-Ticket").expect("ticket header");
-    assert!(id.starts_with("PP-2026-") || id.starts_with("PP-20"), "{id}");
-    assert_eq!(header(&fwd, "X-Ticketgate-Action").as_deref(), Some("created"));
-    assert_eq!(header(&fwd, "X-Ticketgate-Helpdesk").as_deref(), Some("Project++"));
-    assert_eq!(header(&fwd, "X-Ticketgate-Queue").as_deref(), Some("nuovocaso"));
-    assert_eq!(header(&fwd, "X-Ticketgate-Sector").as_deref(), Some("gestionale"));
-    assert_eq!(header(&fwd, "X-Ticketgate-Urgency").as_deref(), Some("urgente"));
-    assert_eq!(header(&fwd, "X-Ticketgate-Contract").as_deref(), Some("98765"));
+    assert!(
+        id.starts_with("PP-2026-") || id.starts_with("PP-20"),
+        "{id}"
+    );
+    assert_eq!(
+        header(&fwd, "X-Ticketgate-Action").as_deref(),
+        Some("created")
+    );
+    assert_eq!(
+        header(&fwd, "X-Ticketgate-Helpdesk").as_deref(),
+        Some("Project++")
+    );
+    assert_eq!(
+        header(&fwd, "X-Ticketgate-Queue").as_deref(),
+        Some("nuovocaso")
+    );
+    assert_eq!(
+        header(&fwd, "X-Ticketgate-Sector").as_deref(),
+        Some("gestionale")
+    );
+    assert_eq!(
+        header(&fwd, "X-Ticketgate-Urgency").as_deref(),
+        Some("urgente")
+    );
+    assert_eq!(
+        header(&fwd, "X-Ticketgate-Contract").as_deref(),
+        Some("98765")
+    );
     assert_eq!(header(&fwd, "X-Ticketgate-Status").as_deref(), Some("open"));
     assert!(header(&fwd, "Authentication-Results").is_some());
     // The original message follows our headers unchanged.
@@ -106,16 +158,32 @@ async fn nuovocaso_mail_opens_a_tagged_case_and_gets_a_confirmation() {
 
     let replies = r.replies(1).await;
     let conf = &replies[0];
-    assert!(header(conf, "Subject").unwrap().contains(&id) || String::from_utf8_lossy(conf).contains(&id));
-    assert_eq!(header(conf, "Auto-Submitted").as_deref(), Some("auto-replied"));
-    assert_eq!(header(conf, "In-Reply-To").as_deref(), Some("<m1@cliente.example>"));
+    assert!(
+        header(conf, "Subject").unwrap().contains(&id)
+            || String::from_utf8_lossy(conf).contains(&id)
+    );
+    assert_eq!(
+        header(conf, "Auto-Submitted").as_deref(),
+        Some("auto-replied")
+    );
+    assert_eq!(
+        header(conf, "In-Reply-To").as_deref(),
+        Some("<m1@cliente.example>")
+    );
     assert_eq!(r.relay.messages()[0].rcpts, vec!["mario@cliente.example"]);
-    assert_eq!(r.relay.messages()[0].from, "", "auto-replies use a null return path");
+    assert_eq!(
+        r.relay.messages()[0].from,
+        "",
+        "auto-replies use a null return path"
+    );
     let relay = r.relay.clone();
     let dg_id = id.clone();
     let _ = (relay, dg_id);
     assert!(
-        eventually(|| r.dg.desks.store().get(&id).unwrap().unwrap().replies[0].state == ReplyState::Sent).await,
+        eventually(
+            || r.dg.desks.store().get(&id).unwrap().unwrap().replies[0].state == ReplyState::Sent
+        )
+        .await,
         "reply marked sent"
     );
 }
@@ -123,8 +191,20 @@ async fn nuovocaso_mail_opens_a_tagged_case_and_gets_a_confirmation() {
 #[tokio::test]
 async fn mail_to_other_addresses_passes_byte_identical_even_with_forged_tags() {
     let r = rig().await;
-    let msg = mail("a@b.example", "info@example.com", "ciao", "x1@b.example", "X-Ticketgate-Ticket: PP-2026-999999\r\n", "testo");
-    r.send("a@b.example", &["info@example.com", "mario.rossi@projectpp.it"], &msg).await;
+    let msg = mail(
+        "a@b.example",
+        "info@example.com",
+        "ciao",
+        "x1@b.example",
+        "X-Ticketgate-Ticket: PP-2026-999999\r\n",
+        "testo",
+    );
+    r.send(
+        "a@b.example",
+        &["info@example.com", "mario.rossi@projectpp.it"],
+        &msg,
+    )
+    .await;
     assert_eq!(r.forwarded(0), msg);
     assert!(r.tickets().await.is_empty());
 }
@@ -140,22 +220,37 @@ async fn forged_tags_on_helpdesk_mail_are_removed() {
         "X-Ticketgate-Ticket: PP-2026-999999\r\nX-Ticketgate-Status: closed\r\n",
         LONG_BODY,
     );
-    r.send("a@b.example", &["supporto.tecnico@projectpp.it"], &msg).await;
+    r.send("a@b.example", &["supporto.tecnico@projectpp.it"], &msg)
+        .await;
     let fwd = r.forwarded(0);
     let tickets = headers(&fwd, "X-Ticketgate-Ticket");
     assert_eq!(tickets.len(), 1, "{tickets:?}");
     assert_ne!(tickets[0], "PP-2026-999999");
     assert_eq!(headers(&fwd, "X-Ticketgate-Status"), vec!["open"]);
-    assert_eq!(header(&fwd, "X-Ticketgate-Sector").as_deref(), Some("tecnico"));
+    assert_eq!(
+        header(&fwd, "X-Ticketgate-Sector").as_deref(),
+        Some("tecnico")
+    );
 }
 
 #[tokio::test]
 async fn two_addresses_of_one_helpdesk_make_one_ticket_two_helpdesks_make_two() {
     let r = rig().await;
-    let msg = mail("op@caf.example", "helpdesk.sisemplice.isee@01s.it", "ISEU: errore invio pratica", "two@caf.example", "", LONG_BODY);
+    let msg = mail(
+        "op@caf.example",
+        "helpdesk.sisemplice.isee@01s.it",
+        "ISEU: errore invio pratica",
+        "two@caf.example",
+        "",
+        LONG_BODY,
+    );
     r.send(
         "op@caf.example",
-        &["HELPDESK.SISEMPLICE.ISEE@01s.it", "helpdesk.sisemplice.730@01s.it", "nuovocaso@projectpp.it"],
+        &[
+            "HELPDESK.SISEMPLICE.ISEE@01s.it",
+            "helpdesk.sisemplice.730@01s.it",
+            "nuovocaso@projectpp.it",
+        ],
         &msg,
     )
     .await;
@@ -172,14 +267,29 @@ async fn two_addresses_of_one_helpdesk_make_one_ticket_two_helpdesks_make_two() 
 #[tokio::test]
 async fn same_message_id_twice_makes_one_ticket() {
     let r = rig().await;
-    let msg = mail("op@caf.example", "helpdesk.sisemplice.f24@01s.it", "F24 non si stampa", "dup@caf.example", "", LONG_BODY);
-    r.send("op@caf.example", &["helpdesk.sisemplice.f24@01s.it"], &msg).await;
-    r.send("op@caf.example", &["helpdesk.sisemplice.f24@01s.it"], &msg).await;
+    let msg = mail(
+        "op@caf.example",
+        "helpdesk.sisemplice.f24@01s.it",
+        "F24 non si stampa",
+        "dup@caf.example",
+        "",
+        LONG_BODY,
+    );
+    r.send("op@caf.example", &["helpdesk.sisemplice.f24@01s.it"], &msg)
+        .await;
+    r.send("op@caf.example", &["helpdesk.sisemplice.f24@01s.it"], &msg)
+        .await;
     let tickets = r.tickets().await;
     assert_eq!(tickets.len(), 1);
     let second = r.forwarded(1);
-    assert_eq!(header(&second, "X-Ticketgate-Action").as_deref(), Some("appended"));
-    assert_eq!(header(&second, "X-Ticketgate-Ticket"), header(&r.forwarded(0), "X-Ticketgate-Ticket"));
+    assert_eq!(
+        header(&second, "X-Ticketgate-Action").as_deref(),
+        Some("appended")
+    );
+    assert_eq!(
+        header(&second, "X-Ticketgate-Ticket"),
+        header(&r.forwarded(0), "X-Ticketgate-Ticket")
+    );
     // One confirmation only.
     r.replies(1).await;
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
@@ -189,14 +299,40 @@ async fn same_message_id_twice_makes_one_ticket() {
 #[tokio::test]
 async fn reply_with_ticket_id_in_subject_is_appended() {
     let r = rig().await;
-    let msg = mail("op@caf.example", "helpdesk.sisemplice.imu@01s.it", "IMU calcolo errato", "first@caf.example", "", LONG_BODY);
-    r.send("op@caf.example", &["helpdesk.sisemplice.imu@01s.it"], &msg).await;
+    let msg = mail(
+        "op@caf.example",
+        "helpdesk.sisemplice.imu@01s.it",
+        "IMU calcolo errato",
+        "first@caf.example",
+        "",
+        LONG_BODY,
+    );
+    r.send("op@caf.example", &["helpdesk.sisemplice.imu@01s.it"], &msg)
+        .await;
     let id = header(&r.forwarded(0), "X-Ticketgate-Ticket").unwrap();
-    let follow = mail("op@caf.example", "helpdesk.sisemplice.imu@01s.it", &format!("R: [{id}] IMU calcolo errato"), "second@caf.example", "", "Allego la schermata.");
-    r.send("op@caf.example", &["helpdesk.sisemplice.imu@01s.it"], &follow).await;
+    let follow = mail(
+        "op@caf.example",
+        "helpdesk.sisemplice.imu@01s.it",
+        &format!("R: [{id}] IMU calcolo errato"),
+        "second@caf.example",
+        "",
+        "Allego la schermata.",
+    );
+    r.send(
+        "op@caf.example",
+        &["helpdesk.sisemplice.imu@01s.it"],
+        &follow,
+    )
+    .await;
     let fwd = r.forwarded(1);
-    assert_eq!(header(&fwd, "X-Ticketgate-Ticket").as_deref(), Some(id.as_str()));
-    assert_eq!(header(&fwd, "X-Ticketgate-Action").as_deref(), Some("appended"));
+    assert_eq!(
+        header(&fwd, "X-Ticketgate-Ticket").as_deref(),
+        Some(id.as_str())
+    );
+    assert_eq!(
+        header(&fwd, "X-Ticketgate-Action").as_deref(),
+        Some("appended")
+    );
     assert_eq!(r.tickets().await.len(), 1);
     assert_eq!(r.ticket(&id).await.messages.len(), 2);
 }
@@ -205,8 +341,17 @@ async fn reply_with_ticket_id_in_subject_is_appended() {
 async fn no_reply_when_the_next_hop_refused_and_reply_on_retry() {
     let r = rig().await;
     r.hop.behaviour.lock().unwrap().data_reply = Some("451 4.3.0 later".into());
-    let msg = mail("op@caf.example", "helpdesk.sisemplice.red@01s.it", "RED: invio bloccato", "ref@caf.example", "", LONG_BODY);
-    let reply = r.send("op@caf.example", &["helpdesk.sisemplice.red@01s.it"], &msg).await;
+    let msg = mail(
+        "op@caf.example",
+        "helpdesk.sisemplice.red@01s.it",
+        "RED: invio bloccato",
+        "ref@caf.example",
+        "",
+        LONG_BODY,
+    );
+    let reply = r
+        .send("op@caf.example", &["helpdesk.sisemplice.red@01s.it"], &msg)
+        .await;
     assert!(reply.starts_with("451"), "{reply}");
     let t = &r.tickets().await[0];
     assert_eq!(t.replies[0].state, ReplyState::Cancelled);
@@ -214,7 +359,9 @@ async fn no_reply_when_the_next_hop_refused_and_reply_on_retry() {
     assert!(r.relay.messages().is_empty());
     // Postfix retries: the same ticket, and now the confirmation goes out.
     r.hop.behaviour.lock().unwrap().data_reply = None;
-    let reply = r.send("op@caf.example", &["helpdesk.sisemplice.red@01s.it"], &msg).await;
+    let reply = r
+        .send("op@caf.example", &["helpdesk.sisemplice.red@01s.it"], &msg)
+        .await;
     assert!(reply.starts_with("250"), "{reply}");
     assert_eq!(r.tickets().await.len(), 1);
     r.replies(1).await;
@@ -223,17 +370,39 @@ async fn no_reply_when_the_next_hop_refused_and_reply_on_retry() {
 #[tokio::test]
 async fn suspend_then_operator_reply_resumes() {
     let r = rig().await;
-    let msg = mail("op@caf.example", "helpdesk.sisemplice.paghe@01s.it", "Paghe: cedolino errato", "p1@caf.example", "", LONG_BODY);
-    r.send("op@caf.example", &["helpdesk.sisemplice.paghe@01s.it"], &msg).await;
+    let msg = mail(
+        "op@caf.example",
+        "helpdesk.sisemplice.paghe@01s.it",
+        "Paghe: cedolino errato",
+        "p1@caf.example",
+        "",
+        LONG_BODY,
+    );
+    r.send(
+        "op@caf.example",
+        &["helpdesk.sisemplice.paghe@01s.it"],
+        &msg,
+    )
+    .await;
     let id = header(&r.forwarded(0), "X-Ticketgate-Ticket").unwrap();
     r.replies(1).await;
-    match r.control(Op::Suspend { id: id.clone(), message: "Indichi il codice fiscale del dipendente.".into() }).await {
+    match r
+        .control(Op::Suspend {
+            id: id.clone(),
+            message: "Indichi il codice fiscale del dipendente.".into(),
+        })
+        .await
+    {
         Response::Ticket { ticket } => assert_eq!(ticket.status, Status::Suspended),
         other => panic!("{other:?}"),
     }
     let replies = r.replies(2).await;
     let info = &replies[1];
-    assert!(String::from_utf8_lossy(info).contains("codice fiscale"), "{}", String::from_utf8_lossy(info));
+    assert!(
+        String::from_utf8_lossy(info).contains("codice fiscale"),
+        "{}",
+        String::from_utf8_lossy(info)
+    );
     let info_id = header(info, "Message-ID").unwrap();
     let answer = mail(
         "op@caf.example",
@@ -243,19 +412,38 @@ async fn suspend_then_operator_reply_resumes() {
         &format!("In-Reply-To: {info_id}\r\nReferences: {info_id}\r\n"),
         "Il codice fiscale è RSSMRA80A01H501U.",
     );
-    r.send("op@caf.example", &["helpdesk.sisemplice.paghe@01s.it"], &answer).await;
+    r.send(
+        "op@caf.example",
+        &["helpdesk.sisemplice.paghe@01s.it"],
+        &answer,
+    )
+    .await;
     let fwd = r.forwarded(1);
-    assert_eq!(header(&fwd, "X-Ticketgate-Action").as_deref(), Some("resumed"));
+    assert_eq!(
+        header(&fwd, "X-Ticketgate-Action").as_deref(),
+        Some("resumed")
+    );
     assert_eq!(r.ticket(&id).await.status, Status::Open);
 }
 
 #[tokio::test]
 async fn vague_mail_opens_suspended_and_the_reply_resumes_it() {
     let r = rig().await;
-    let msg = mail("cli@ditta.example", "nuovocaso@projectpp.it", "Siamo bloccati", "v1@ditta.example", "", "aiuto");
-    r.send("cli@ditta.example", &["nuovocaso@projectpp.it"], &msg).await;
+    let msg = mail(
+        "cli@ditta.example",
+        "nuovocaso@projectpp.it",
+        "Siamo bloccati",
+        "v1@ditta.example",
+        "",
+        "aiuto",
+    );
+    r.send("cli@ditta.example", &["nuovocaso@projectpp.it"], &msg)
+        .await;
     let fwd = r.forwarded(0);
-    assert_eq!(header(&fwd, "X-Ticketgate-Status").as_deref(), Some("suspended"));
+    assert_eq!(
+        header(&fwd, "X-Ticketgate-Status").as_deref(),
+        Some("suspended")
+    );
     let conf = &r.replies(1).await[0];
     let conf_id = header(conf, "Message-ID").unwrap();
     let answer = mail(
@@ -266,29 +454,75 @@ async fn vague_mail_opens_suspended_and_the_reply_resumes_it() {
         &format!("In-Reply-To: {conf_id}\r\n"),
         LONG_BODY,
     );
-    r.send("cli@ditta.example", &["nuovocaso@projectpp.it"], &answer).await;
-    assert_eq!(header(&r.forwarded(1), "X-Ticketgate-Action").as_deref(), Some("resumed"));
+    r.send("cli@ditta.example", &["nuovocaso@projectpp.it"], &answer)
+        .await;
+    assert_eq!(
+        header(&r.forwarded(1), "X-Ticketgate-Action").as_deref(),
+        Some("resumed")
+    );
     assert_eq!(r.tickets().await.len(), 1);
 }
 
 #[tokio::test]
 async fn close_by_requester_replying_to_our_mail_works_forged_close_is_refused() {
     let r = rig().await;
-    let msg = mail("cli@ditta.example", "supporto.gestionale@projectpp.it", "Mago4: fido calcolato male", "c1@ditta.example", "", LONG_BODY);
-    r.send("cli@ditta.example", &["supporto.gestionale@projectpp.it"], &msg).await;
+    let msg = mail(
+        "cli@ditta.example",
+        "supporto.gestionale@projectpp.it",
+        "Mago4: fido calcolato male",
+        "c1@ditta.example",
+        "",
+        LONG_BODY,
+    );
+    r.send(
+        "cli@ditta.example",
+        &["supporto.gestionale@projectpp.it"],
+        &msg,
+    )
+    .await;
     let id = header(&r.forwarded(0), "X-Ticketgate-Ticket").unwrap();
     let conf = &r.replies(1).await[0];
     let conf_id = header(conf, "Message-ID").unwrap();
     // Someone else asks to close: refused, appended.
-    let forged = mail("intruso@altro.example", "supporto.gestionale@projectpp.it", &format!("Re: [{id}] chiudere"), "c2@altro.example", "", "chiudete");
-    r.send("intruso@altro.example", &["supporto.gestionale@projectpp.it"], &forged).await;
-    assert_eq!(header(&r.forwarded(1), "X-Ticketgate-Action").as_deref(), Some("refused"));
+    let forged = mail(
+        "intruso@altro.example",
+        "supporto.gestionale@projectpp.it",
+        &format!("Re: [{id}] chiudere"),
+        "c2@altro.example",
+        "",
+        "chiudete",
+    );
+    r.send(
+        "intruso@altro.example",
+        &["supporto.gestionale@projectpp.it"],
+        &forged,
+    )
+    .await;
+    assert_eq!(
+        header(&r.forwarded(1), "X-Ticketgate-Action").as_deref(),
+        Some("refused")
+    );
     assert_eq!(r.ticket(&id).await.status, Status::Open);
     // The requester, with the ticket id in the subject but no signed
     // reference (and no DNS to verify DMARC): refused, not authenticated.
-    let unsigned = mail("cli@ditta.example", "supporto.gestionale@projectpp.it", &format!("Re: [{id}] chiuso"), "c3@ditta.example", "", "risolto");
-    r.send("cli@ditta.example", &["supporto.gestionale@projectpp.it"], &unsigned).await;
-    assert_eq!(header(&r.forwarded(2), "X-Ticketgate-Action").as_deref(), Some("refused"));
+    let unsigned = mail(
+        "cli@ditta.example",
+        "supporto.gestionale@projectpp.it",
+        &format!("Re: [{id}] chiuso"),
+        "c3@ditta.example",
+        "",
+        "risolto",
+    );
+    r.send(
+        "cli@ditta.example",
+        &["supporto.gestionale@projectpp.it"],
+        &unsigned,
+    )
+    .await;
+    assert_eq!(
+        header(&r.forwarded(2), "X-Ticketgate-Action").as_deref(),
+        Some("refused")
+    );
     // The requester answering our signed mail: closed.
     let close = mail(
         "cli@ditta.example",
@@ -298,8 +532,16 @@ async fn close_by_requester_replying_to_our_mail_works_forged_close_is_refused()
         &format!("In-Reply-To: {conf_id}\r\n"),
         "Grazie, risolto.",
     );
-    r.send("cli@ditta.example", &["supporto.gestionale@projectpp.it"], &close).await;
-    assert_eq!(header(&r.forwarded(3), "X-Ticketgate-Action").as_deref(), Some("closed"));
+    r.send(
+        "cli@ditta.example",
+        &["supporto.gestionale@projectpp.it"],
+        &close,
+    )
+    .await;
+    assert_eq!(
+        header(&r.forwarded(3), "X-Ticketgate-Action").as_deref(),
+        Some("closed")
+    );
     assert_eq!(r.ticket(&id).await.status, Status::Closed);
     // And reopen the same way.
     let reopen = mail(
@@ -310,17 +552,36 @@ async fn close_by_requester_replying_to_our_mail_works_forged_close_is_refused()
         &format!("In-Reply-To: {conf_id}\r\n"),
         "Il problema si ripresenta.",
     );
-    r.send("cli@ditta.example", &["supporto.gestionale@projectpp.it"], &reopen).await;
-    assert_eq!(header(&r.forwarded(4), "X-Ticketgate-Action").as_deref(), Some("reopened"));
+    r.send(
+        "cli@ditta.example",
+        &["supporto.gestionale@projectpp.it"],
+        &reopen,
+    )
+    .await;
+    assert_eq!(
+        header(&r.forwarded(4), "X-Ticketgate-Action").as_deref(),
+        Some("reopened")
+    );
     assert_eq!(r.ticket(&id).await.status, Status::Open);
 }
 
 #[tokio::test]
 async fn a_new_mail_saying_chiudere_opens_a_new_case() {
     let r = rig().await;
-    let msg = mail("cli@ditta.example", "nuovocaso@projectpp.it", "Non riesco a chiudere l'esercizio", "n1@ditta.example", "", LONG_BODY);
-    r.send("cli@ditta.example", &["nuovocaso@projectpp.it"], &msg).await;
-    assert_eq!(header(&r.forwarded(0), "X-Ticketgate-Action").as_deref(), Some("created"));
+    let msg = mail(
+        "cli@ditta.example",
+        "nuovocaso@projectpp.it",
+        "Non riesco a chiudere l'esercizio",
+        "n1@ditta.example",
+        "",
+        LONG_BODY,
+    );
+    r.send("cli@ditta.example", &["nuovocaso@projectpp.it"], &msg)
+        .await;
+    assert_eq!(
+        header(&r.forwarded(0), "X-Ticketgate-Action").as_deref(),
+        Some("created")
+    );
     assert_eq!(r.tickets().await[0].status, Status::Open);
 }
 
@@ -334,7 +595,14 @@ async fn robots_lists_and_bounces_get_no_reply() {
         ("", ""),
     ];
     for (i, (from, extra)) in cases.iter().enumerate() {
-        let msg = mail("robot@x.example", "helpdesk.sisemplice.bi@01s.it", "Report BI giornaliero", &format!("r{i}@x.example"), extra, LONG_BODY);
+        let msg = mail(
+            "robot@x.example",
+            "helpdesk.sisemplice.bi@01s.it",
+            "Report BI giornaliero",
+            &format!("r{i}@x.example"),
+            extra,
+            LONG_BODY,
+        );
         let reply = r.send(from, &["helpdesk.sisemplice.bi@01s.it"], &msg).await;
         assert!(reply.starts_with("250"), "{reply}");
     }
@@ -348,15 +616,38 @@ async fn robots_lists_and_bounces_get_no_reply() {
 #[tokio::test]
 async fn out_of_office_is_appended_without_state_change_or_reply() {
     let r = rig().await;
-    let msg = mail("op@caf.example", "helpdesk.sisemplice.cu@01s.it", "CU: errore", "o1@caf.example", "", LONG_BODY);
-    r.send("op@caf.example", &["helpdesk.sisemplice.cu@01s.it"], &msg).await;
+    let msg = mail(
+        "op@caf.example",
+        "helpdesk.sisemplice.cu@01s.it",
+        "CU: errore",
+        "o1@caf.example",
+        "",
+        LONG_BODY,
+    );
+    r.send("op@caf.example", &["helpdesk.sisemplice.cu@01s.it"], &msg)
+        .await;
     let id = header(&r.forwarded(0), "X-Ticketgate-Ticket").unwrap();
     r.replies(1).await;
-    r.control(Op::Suspend { id: id.clone(), message: "Serve il numero pratica.".into() }).await;
+    r.control(Op::Suspend {
+        id: id.clone(),
+        message: "Serve il numero pratica.".into(),
+    })
+    .await;
     r.replies(2).await;
-    let ooo = mail("op@caf.example", "helpdesk.sisemplice.cu@01s.it", &format!("Risposta automatica: [{id}] Richiesta informazioni"), "o2@caf.example", "", "Sono fuori sede fino a lunedì.");
-    r.send("op@caf.example", &["helpdesk.sisemplice.cu@01s.it"], &ooo).await;
-    assert_eq!(header(&r.forwarded(1), "X-Ticketgate-Action").as_deref(), Some("appended"));
+    let ooo = mail(
+        "op@caf.example",
+        "helpdesk.sisemplice.cu@01s.it",
+        &format!("Risposta automatica: [{id}] Richiesta informazioni"),
+        "o2@caf.example",
+        "",
+        "Sono fuori sede fino a lunedì.",
+    );
+    r.send("op@caf.example", &["helpdesk.sisemplice.cu@01s.it"], &ooo)
+        .await;
+    assert_eq!(
+        header(&r.forwarded(1), "X-Ticketgate-Action").as_deref(),
+        Some("appended")
+    );
     assert_eq!(r.ticket(&id).await.status, Status::Suspended);
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert_eq!(r.relay.messages().len(), 2);
@@ -365,22 +656,51 @@ async fn out_of_office_is_appended_without_state_change_or_reply() {
 #[tokio::test]
 async fn workgroup_commands_record_history_and_refuse_illegal_transitions() {
     let r = rig().await;
-    let msg = mail("op@caf.example", "helpdesk.sisemplice.iva@01s.it", "IVA: liquidazione errata", "w1@caf.example", "", LONG_BODY);
-    r.send("op@caf.example", &["helpdesk.sisemplice.iva@01s.it"], &msg).await;
+    let msg = mail(
+        "op@caf.example",
+        "helpdesk.sisemplice.iva@01s.it",
+        "IVA: liquidazione errata",
+        "w1@caf.example",
+        "",
+        LONG_BODY,
+    );
+    r.send("op@caf.example", &["helpdesk.sisemplice.iva@01s.it"], &msg)
+        .await;
     let id = header(&r.forwarded(0), "X-Ticketgate-Ticket").unwrap();
     let ok = |resp: Response| match resp {
         Response::Ticket { ticket } => *ticket,
         other => panic!("{other:?}"),
     };
-    let t = ok(r.control(Op::Take { id: id.clone(), by: "giulia".into() }).await);
+    let t = ok(r
+        .control(Op::Take {
+            id: id.clone(),
+            by: "giulia".into(),
+        })
+        .await);
     assert_eq!(t.assignee.as_deref(), Some("giulia"));
     let level = r.dg.desks.config().helpdesks[0].severities[0].level.clone();
-    let t = ok(r.control(Op::Severity { id: id.clone(), level: level.clone() }).await);
+    let t = ok(r
+        .control(Op::Severity {
+            id: id.clone(),
+            level: level.clone(),
+        })
+        .await);
     assert_eq!(t.severity.as_deref(), Some(level.as_str()));
     assert!(t.due_at.is_some());
-    let t = ok(r.control(Op::Classify { id: id.clone(), category: ticketgate::ticket::Category::Maintenance }).await);
+    let t = ok(r
+        .control(Op::Classify {
+            id: id.clone(),
+            category: ticketgate::ticket::Category::Maintenance,
+        })
+        .await);
     assert_eq!(t.category, Some(ticketgate::ticket::Category::Maintenance));
-    match r.control(Op::Severity { id: id.clone(), level: "apocalittica".into() }).await {
+    match r
+        .control(Op::Severity {
+            id: id.clone(),
+            level: "apocalittica".into(),
+        })
+        .await
+    {
         Response::Error { error } => assert!(error.contains("unknown severity"), "{error}"),
         other => panic!("{other:?}"),
     }
@@ -392,14 +712,25 @@ async fn workgroup_commands_record_history_and_refuse_illegal_transitions() {
     assert_eq!(t.status, Status::Closed);
     let t = ok(r.control(Op::Reopen { id: id.clone() }).await);
     assert_eq!(t.status, Status::Open);
-    match r.control(Op::Show { id: "PP-1999-000001".into() }).await {
+    match r
+        .control(Op::Show {
+            id: "PP-1999-000001".into(),
+        })
+        .await
+    {
         Response::Error { error } => assert!(error.contains("no ticket"), "{error}"),
         other => panic!("{other:?}"),
     }
     let t = r.ticket(&id).await;
     let events: Vec<&str> = t.history.iter().map(|h| h.event.as_str()).collect();
-    assert!(events.iter().any(|e| e.contains("taken by giulia")), "{events:?}");
-    assert!(events.iter().any(|e| e.contains("Manutenzione Ordinaria")), "{events:?}");
+    assert!(
+        events.iter().any(|e| e.contains("taken by giulia")),
+        "{events:?}"
+    );
+    assert!(
+        events.iter().any(|e| e.contains("Manutenzione Ordinaria")),
+        "{events:?}"
+    );
     assert!(t.history.iter().any(|h| h.by == "tester"));
     // creation + closed + reopened notices
     r.replies(3).await;
@@ -412,8 +743,17 @@ async fn store_failure_gives_451_and_nothing_is_forwarded() {
     let blobs = r.dg.gate.data_dir.path().join("blobs");
     let _ = std::fs::remove_dir_all(&blobs);
     std::fs::write(&blobs, b"not a directory").unwrap();
-    let msg = mail("op@caf.example", "helpdesk.sisemplice.imu@01s.it", "IMU", "s1@caf.example", "", LONG_BODY);
-    let reply = r.send("op@caf.example", &["helpdesk.sisemplice.imu@01s.it"], &msg).await;
+    let msg = mail(
+        "op@caf.example",
+        "helpdesk.sisemplice.imu@01s.it",
+        "IMU",
+        "s1@caf.example",
+        "",
+        LONG_BODY,
+    );
+    let reply = r
+        .send("op@caf.example", &["helpdesk.sisemplice.imu@01s.it"], &msg)
+        .await;
     assert!(reply.starts_with("451 4.3.0"), "{reply}");
     assert!(r.hop.messages().is_empty());
 }
@@ -421,30 +761,68 @@ async fn store_failure_gives_451_and_nothing_is_forwarded() {
 #[tokio::test]
 async fn tickets_list_json_from_the_command_line_has_the_contract_fields() {
     let r = rig().await;
-    let msg = mail("op@caf.example", "helpdesk.sisemplice@01s.it", "Utenze: password scaduta", "cli1@caf.example", "", LONG_BODY);
-    r.send("op@caf.example", &["helpdesk.sisemplice@01s.it"], &msg).await;
+    let msg = mail(
+        "op@caf.example",
+        "helpdesk.sisemplice@01s.it",
+        "Utenze: password scaduta",
+        "cli1@caf.example",
+        "",
+        LONG_BODY,
+    );
+    r.send("op@caf.example", &["helpdesk.sisemplice@01s.it"], &msg)
+        .await;
     let control = r.dg.control.clone();
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(env!("CARGO_BIN_EXE_ticketgate"))
-            .args(["tickets", "--control", control.to_str().unwrap(), "list", "--json"])
+            .args([
+                "tickets",
+                "--control",
+                control.to_str().unwrap(),
+                "list",
+                "--json",
+            ])
             .output()
             .unwrap()
     })
     .await
     .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let t = &v.as_array().unwrap()[0];
     for field in [
-        "id", "helpdesk", "queue", "procedure", "sector", "urgency", "contract", "status", "severity", "category",
-        "requester", "subject", "created_at", "due_at", "messages", "replies",
+        "id",
+        "helpdesk",
+        "queue",
+        "procedure",
+        "sector",
+        "urgency",
+        "contract",
+        "status",
+        "severity",
+        "category",
+        "requester",
+        "subject",
+        "created_at",
+        "due_at",
+        "messages",
+        "replies",
     ] {
         assert!(t.get(field).is_some(), "missing {field} in {t}");
     }
     assert_eq!(t["procedure"], "Utenze");
     assert_eq!(t["status"], "open");
     let m = &t["messages"][0];
-    for field in ["message_id", "from", "subject", "received_at", "attachments"] {
+    for field in [
+        "message_id",
+        "from",
+        "subject",
+        "received_at",
+        "attachments",
+    ] {
         assert!(m.get(field).is_some(), "missing messages[].{field}");
     }
     let rep = &t["replies"][0];
@@ -460,8 +838,13 @@ async fn mail_without_message_id_redelivered_makes_one_ticket() {
         "From: op@caf.example\r\nTo: helpdesk.sisemplice.vaso@01s.it\r\nSubject: Vaso: esportazione ferma\r\n\r\n{LONG_BODY}\r\n"
     )
     .into_bytes();
-    r.send("op@caf.example", &["helpdesk.sisemplice.vaso@01s.it"], &msg).await;
-    r.send("op@caf.example", &["helpdesk.sisemplice.vaso@01s.it"], &msg).await;
+    r.send("op@caf.example", &["helpdesk.sisemplice.vaso@01s.it"], &msg)
+        .await;
+    r.send("op@caf.example", &["helpdesk.sisemplice.vaso@01s.it"], &msg)
+        .await;
     assert_eq!(r.tickets().await.len(), 1);
-    assert_eq!(header(&r.forwarded(1), "X-Ticketgate-Action").as_deref(), Some("appended"));
+    assert_eq!(
+        header(&r.forwarded(1), "X-Ticketgate-Action").as_deref(),
+        Some("appended")
+    );
 }

@@ -32,7 +32,10 @@ async fn sixty_megabyte_messages_pass_with_flat_memory() {
     let port = free_port();
     let mut child = spawn_binary(port, &sink.addr.to_string(), data.path(), None);
     let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
-    for (i, to) in ["someone@example.com", "nuovocaso@projectpp.it"].iter().enumerate() {
+    for (i, to) in ["someone@example.com", "nuovocaso@projectpp.it"]
+        .iter()
+        .enumerate()
+    {
         let msg = big_message(to, 60 * 1024 * 1024);
         let mut c = Client::connect(addr).await;
         c.cmd("EHLO x", 250).await;
@@ -40,7 +43,11 @@ async fn sixty_megabyte_messages_pass_with_flat_memory() {
         assert!(r.starts_with("250"), "{r}");
         let got = &sink.messages()[i].data;
         if i == 0 {
-            assert_eq!(Sha256::digest(got), Sha256::digest(&msg), "pass-through is byte-identical");
+            assert_eq!(
+                Sha256::digest(got),
+                Sha256::digest(&msg),
+                "pass-through is byte-identical"
+            );
         } else {
             assert!(got.ends_with(&msg), "original follows the tags");
             assert!(header(got, "X-Ticketgate-Ticket").is_some());
@@ -48,7 +55,10 @@ async fn sixty_megabyte_messages_pass_with_flat_memory() {
     }
     let peak_mib = peak_rss_kib(child.pid()) / 1024;
     child.kill_9();
-    assert!(peak_mib < 60, "peak RSS {peak_mib} MiB for two 60 MB messages");
+    assert!(
+        peak_mib < 60,
+        "peak RSS {peak_mib} MiB for two 60 MB messages"
+    );
     let tickets = list_tickets_json_after_restart(data.path(), &sink.addr.to_string());
     assert_eq!(tickets.as_array().unwrap().len(), 1);
     let reasons = tickets[0]["reasons"].to_string();

@@ -18,12 +18,21 @@ fn mail(i: usize, from: &str) -> Vec<u8> {
 async fn send(addr: std::net::SocketAddr, i: usize, from: &str) {
     let mut c = Client::connect(addr).await;
     c.cmd("EHLO x", 250).await;
-    let r = c.send_mail(from, &["helpdesk.sisemplice.caa@01s.it"], &wire(&mail(i, from))).await;
+    let r = c
+        .send_mail(
+            from,
+            &["helpdesk.sisemplice.caa@01s.it"],
+            &wire(&mail(i, from)),
+        )
+        .await;
     assert!(r.starts_with("250"), "{r}");
 }
 
 fn free_addr() -> std::net::SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
 }
 
 #[tokio::test]
@@ -31,18 +40,29 @@ async fn relay_down_then_up_delivers_the_reply_once() {
     let hop = Sink::start(SinkBehaviour::default()).await;
     // Nobody listens on the relay address yet.
     let relay_addr = free_addr();
-    let dg = start_desk_gate(&hop.addr.to_string(), Some(relay_addr), tempfile::tempdir().unwrap()).await;
+    let dg = start_desk_gate(
+        &hop.addr.to_string(),
+        Some(relay_addr),
+        tempfile::tempdir().unwrap(),
+    )
+    .await;
     send(dg.gate.addr, 1, "op@caf.example").await;
     let store = dg.desks.store().clone();
     assert!(
         eventually(|| store.list().unwrap()[0].replies[0].attempts >= 1).await,
         "a first attempt failed"
     );
-    assert_eq!(store.list().unwrap()[0].replies[0].state, ReplyState::Queued);
+    assert_eq!(
+        store.list().unwrap()[0].replies[0].state,
+        ReplyState::Queued
+    );
     // The relay comes up on that address.
     let listener = tokio::net::TcpListener::bind(relay_addr).await.unwrap();
     let relay = Sink::serve(listener, SinkBehaviour::default()).await;
-    assert!(eventually(|| relay.messages().len() == 1).await, "reply delivered after the relay came up");
+    assert!(
+        eventually(|| relay.messages().len() == 1).await,
+        "reply delivered after the relay came up"
+    );
     assert!(eventually(|| store.list().unwrap()[0].replies[0].state == ReplyState::Sent).await);
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(relay.messages().len(), 1, "delivered once");
@@ -61,12 +81,20 @@ async fn queued_replies_survive_a_restart() {
     // SIGKILL: nothing gets a chance to flush.
     child.kill_9();
     // The relay is up now; a restarted ticketgate delivers the reply.
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", relay_port)).await.unwrap();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", relay_port))
+        .await
+        .unwrap();
     let relay = Sink::serve(listener, SinkBehaviour::default()).await;
     let mut child = spawn_binary(port, &hop.addr.to_string(), data.path(), Some(relay_port));
-    assert!(eventually(|| relay.messages().len() == 1).await, "reply delivered after restart");
+    assert!(
+        eventually(|| relay.messages().len() == 1).await,
+        "reply delivered after restart"
+    );
     let raw = &relay.messages()[0].data;
-    assert_eq!(header(raw, "X-Ticketgate-Ticket").as_deref(), t["id"].as_str());
+    assert_eq!(
+        header(raw, "X-Ticketgate-Ticket").as_deref(),
+        t["id"].as_str()
+    );
     let data_path = data.path().to_path_buf();
     assert!(
         eventually(|| list_tickets_json(&data_path)[0]["replies"][0]["state"] == "sent").await,
@@ -79,9 +107,14 @@ async fn queued_replies_survive_a_restart() {
 async fn replies_per_sender_are_capped_by_the_rate_limit() {
     let hop = Sink::start(SinkBehaviour::default()).await;
     let relay = Sink::start(SinkBehaviour::default()).await;
-    let dg = start_desk_gate_with(&hop.addr.to_string(), Some(relay.addr), tempfile::tempdir().unwrap(), |c| {
-        c.outbox.rate_limit_per_hour = 2;
-    })
+    let dg = start_desk_gate_with(
+        &hop.addr.to_string(),
+        Some(relay.addr),
+        tempfile::tempdir().unwrap(),
+        |c| {
+            c.outbox.rate_limit_per_hour = 2;
+        },
+    )
     .await;
     for i in 10..13 {
         send(dg.gate.addr, i, "chatty@caf.example").await;
@@ -96,5 +129,9 @@ async fn replies_per_sender_are_capped_by_the_rate_limit() {
     let capped: Vec<_> = tickets.iter().filter(|t| t.replies.is_empty()).collect();
     assert_eq!(capped.len(), 1);
     assert_eq!(capped[0].requester, "chatty@caf.example");
-    assert!(capped[0].reasons.contains(&ticketgate::reason::ReasonCode::ReplySuppressedRateLimit));
+    assert!(
+        capped[0]
+            .reasons
+            .contains(&ticketgate::reason::ReasonCode::ReplySuppressedRateLimit)
+    );
 }

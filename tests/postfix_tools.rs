@@ -27,11 +27,17 @@ fn tool(name: &str) -> Option<String> {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn count_files(dir: &Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
     entries
         .flatten()
         .map(|e| {
@@ -51,7 +57,14 @@ async fn smtp_source_through_ticketgate_reaches_smtp_sink_complete() {
     let sink_port = free_port();
     let template = format!("{}/msg.", dump.path().display());
     let mut sink_proc = Command::new(&sink)
-        .args(["-u", "nobody", "-d", &template, &format!("127.0.0.1:{sink_port}"), "100"])
+        .args([
+            "-u",
+            "nobody",
+            "-d",
+            &template,
+            &format!("127.0.0.1:{sink_port}"),
+            "100",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -69,8 +82,17 @@ async fn smtp_source_through_ticketgate_reaches_smtp_sink_complete() {
     let status = tokio::task::spawn_blocking(move || {
         Command::new(&source)
             .args([
-                "-m", &COUNT.to_string(), "-s", "10", "-l", "5000", "-f", "sender@example.org", "-t",
-                "rcpt@example.com", &gate_addr,
+                "-m",
+                &COUNT.to_string(),
+                "-s",
+                "10",
+                "-l",
+                "5000",
+                "-f",
+                "sender@example.org",
+                "-t",
+                "rcpt@example.com",
+                &gate_addr,
             ])
             .status()
             .expect("run smtp-source")
@@ -90,5 +112,8 @@ async fn smtp_source_through_ticketgate_reaches_smtp_sink_complete() {
     let _ = sink_proc.kill();
     let _ = sink_proc.wait();
     gate.stop().await;
-    assert_eq!(received, COUNT, "every message sent reached smtp-sink exactly once");
+    assert_eq!(
+        received, COUNT,
+        "every message sent reached smtp-sink exactly once"
+    );
 }

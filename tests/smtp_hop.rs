@@ -20,12 +20,23 @@ async fn normal_mail_reaches_next_hop_byte_identical() {
     let (gate, sink) = gate_and_sink("").await;
     let mut c = Client::connect(gate.addr).await;
     let ehlo = c.cmd("EHLO client.example.org", 250).await;
-    for cap in ["PIPELINING", "SIZE", "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES"] {
+    for cap in [
+        "PIPELINING",
+        "SIZE",
+        "8BITMIME",
+        "SMTPUTF8",
+        "ENHANCEDSTATUSCODES",
+    ] {
         assert!(ehlo.contains(cap), "EHLO lacks {cap}: {ehlo}");
     }
-    let reply = c.send_mail("mario@example.org", &["info@example.com"], &wire(MSG)).await;
+    let reply = c
+        .send_mail("mario@example.org", &["info@example.com"], &wire(MSG))
+        .await;
     assert!(reply.starts_with("250 2.0.0"), "{reply}");
-    assert!(reply.contains("queued as SINK1"), "next hop's text relayed: {reply}");
+    assert!(
+        reply.contains("queued as SINK1"),
+        "next hop's text relayed: {reply}"
+    );
     let got = sink.messages();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].data, MSG);
@@ -41,7 +52,9 @@ async fn dot_stuffing_is_correct_both_ways() {
     let content = b"Subject: dots\r\n\r\n.\r\n..\r\n.leading\r\n...three\r\nend.\r\n";
     let mut c = Client::connect(gate.addr).await;
     c.cmd("EHLO x", 250).await;
-    let reply = c.send_mail("a@b.example", &["c@d.example"], &wire(content)).await;
+    let reply = c
+        .send_mail("a@b.example", &["c@d.example"], &wire(content))
+        .await;
     assert!(reply.starts_with("250"), "{reply}");
     assert_eq!(sink.messages()[0].data, content);
     gate.stop().await;
@@ -55,7 +68,8 @@ async fn eight_bit_body_passes_unchanged() {
     content.extend_from_slice(b"latin1: \xe8\xe0\xf9\r\n");
     let mut c = Client::connect(gate.addr).await;
     c.cmd("EHLO x", 250).await;
-    c.cmd("MAIL FROM:<a@b.example> BODY=8BITMIME SMTPUTF8", 250).await;
+    c.cmd("MAIL FROM:<a@b.example> BODY=8BITMIME SMTPUTF8", 250)
+        .await;
     c.cmd("RCPT TO:<c@d.example>", 250).await;
     c.cmd("DATA", 354).await;
     c.send(&wire(&content)).await;
@@ -91,7 +105,10 @@ async fn pipelined_commands_get_replies_in_order() {
 async fn next_hop_rcpt_refusals_are_relayed_with_their_text() {
     let sink = Sink::start(SinkBehaviour {
         rcpt_replies: vec![
-            ("unknown".into(), "550 5.1.1 <unknown@d.example>: Recipient address rejected".into()),
+            (
+                "unknown".into(),
+                "550 5.1.1 <unknown@d.example>: Recipient address rejected".into(),
+            ),
             ("full".into(), "452 4.2.2 Mailbox full".into()),
         ],
         ..Default::default()
@@ -102,7 +119,10 @@ async fn next_hop_rcpt_refusals_are_relayed_with_their_text() {
     c.cmd("EHLO x", 250).await;
     c.cmd("MAIL FROM:<a@b.example>", 250).await;
     let r = c.cmd("RCPT TO:<unknown@d.example>", 550).await;
-    assert!(r.contains("5.1.1") && r.contains("Recipient address rejected"), "{r}");
+    assert!(
+        r.contains("5.1.1") && r.contains("Recipient address rejected"),
+        "{r}"
+    );
     let r = c.cmd("RCPT TO:<full@d.example>", 452).await;
     assert!(r.contains("4.2.2 Mailbox full"), "{r}");
     c.cmd("RCPT TO:<ok@d.example>", 250).await;
@@ -122,7 +142,9 @@ async fn data_refusal_is_relayed(reply: &str, code: u16) {
     let gate = start_gate(&sink.addr.to_string(), "").await;
     let mut c = Client::connect(gate.addr).await;
     c.cmd("EHLO x", 250).await;
-    let got = c.send_mail("a@b.example", &["c@d.example"], &wire(MSG)).await;
+    let got = c
+        .send_mail("a@b.example", &["c@d.example"], &wire(MSG))
+        .await;
     assert!(got.starts_with(&code.to_string()), "{got}");
     assert!(got.contains(&reply[4..]), "next hop text relayed: {got}");
     assert!(sink.messages().is_empty());
@@ -149,7 +171,9 @@ async fn next_hop_refusing_the_data_command_is_relayed() {
     let gate = start_gate(&sink.addr.to_string(), "").await;
     let mut c = Client::connect(gate.addr).await;
     c.cmd("EHLO x", 250).await;
-    let got = c.send_mail("a@b.example", &["c@d.example"], &wire(MSG)).await;
+    let got = c
+        .send_mail("a@b.example", &["c@d.example"], &wire(MSG))
+        .await;
     assert!(got.starts_with("554 5.5.1 No data for you"), "{got}");
     gate.stop().await;
 }
@@ -157,7 +181,11 @@ async fn next_hop_refusing_the_data_command_is_relayed() {
 #[tokio::test]
 async fn next_hop_down_gives_451_441() {
     // Bind and drop to get a port with nobody listening.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let gate = start_gate(&format!("127.0.0.1:{port}"), "").await;
     let mut c = Client::connect(gate.addr).await;
     c.cmd("EHLO x", 250).await;
@@ -176,12 +204,16 @@ async fn next_hop_closing_mid_data_gives_451_and_nothing_delivered() {
     let gate = start_gate(&sink.addr.to_string(), "").await;
     let mut c = Client::connect(gate.addr).await;
     c.cmd("EHLO x", 250).await;
-    let got = c.send_mail("a@b.example", &["c@d.example"], &wire(MSG)).await;
+    let got = c
+        .send_mail("a@b.example", &["c@d.example"], &wire(MSG))
+        .await;
     assert!(got.starts_with("451 4.4.1"), "{got}");
     assert!(sink.messages().is_empty());
     // The session goes on with a fresh next hop connection.
     sink.behaviour.lock().unwrap().close_mid_data_after = None;
-    let got = c.send_mail("a@b.example", &["c@d.example"], &wire(MSG)).await;
+    let got = c
+        .send_mail("a@b.example", &["c@d.example"], &wire(MSG))
+        .await;
     assert!(got.starts_with("250"), "{got}");
     assert_eq!(sink.messages().len(), 1);
     gate.stop().await;
@@ -194,10 +226,16 @@ async fn slow_next_hop_times_out_with_451() {
         ..Default::default()
     })
     .await;
-    let gate = start_gate(&sink.addr.to_string(), "[limits]\nnext_hop_timeout_secs = 1\n").await;
+    let gate = start_gate(
+        &sink.addr.to_string(),
+        "[limits]\nnext_hop_timeout_secs = 1\n",
+    )
+    .await;
     let mut c = Client::connect(gate.addr).await;
     c.cmd("EHLO x", 250).await;
-    let got = c.send_mail("a@b.example", &["c@d.example"], &wire(MSG)).await;
+    let got = c
+        .send_mail("a@b.example", &["c@d.example"], &wire(MSG))
+        .await;
     assert!(got.starts_with("451 4.4.1"), "{got}");
     gate.stop().await;
 }
@@ -263,10 +301,14 @@ async fn actual_size_over_limit_gets_552_and_nothing_forwarded() {
     let mut c = Client::connect(gate.addr).await;
     c.cmd("EHLO x", 250).await;
     let big = format!("Subject: big\r\n\r\n{}\r\n", "a".repeat(2000));
-    let r = c.send_mail("a@b.example", &["c@d.example"], &wire(big.as_bytes())).await;
+    let r = c
+        .send_mail("a@b.example", &["c@d.example"], &wire(big.as_bytes()))
+        .await;
     assert!(r.starts_with("552 5.3.4"), "{r}");
     assert!(sink.messages().is_empty());
-    let r = c.send_mail("a@b.example", &["c@d.example"], &wire(MSG)).await;
+    let r = c
+        .send_mail("a@b.example", &["c@d.example"], &wire(MSG))
+        .await;
     assert!(r.starts_with("250"), "{r}");
     assert_eq!(sink.messages().len(), 1);
     gate.stop().await;
@@ -296,7 +338,9 @@ async fn connections_over_limit_get_421_470() {
     let stream = tokio::net::TcpStream::connect(gate.addr).await.unwrap();
     let mut reader = tokio::io::BufReader::new(stream);
     let mut line = String::new();
-    tokio::io::AsyncBufReadExt::read_line(&mut reader, &mut line).await.unwrap();
+    tokio::io::AsyncBufReadExt::read_line(&mut reader, &mut line)
+        .await
+        .unwrap();
     assert!(line.starts_with("421 4.7.0"), "{line}");
     gate.stop().await;
 }
@@ -390,12 +434,21 @@ async fn xforward_from_trusted_upstream_reaches_next_hop() {
     let mut c = Client::connect(gate.addr).await;
     let ehlo = c.cmd("EHLO postfix", 250).await;
     assert!(ehlo.contains("XFORWARD"), "{ehlo}");
-    c.cmd("XFORWARD NAME=mx.example.org ADDR=192.0.2.7 PROTO=ESMTP HELO=mx.example.org", 250).await;
-    let r = c.send_mail("a@b.example", &["c@d.example"], &wire(MSG)).await;
+    c.cmd(
+        "XFORWARD NAME=mx.example.org ADDR=192.0.2.7 PROTO=ESMTP HELO=mx.example.org",
+        250,
+    )
+    .await;
+    let r = c
+        .send_mail("a@b.example", &["c@d.example"], &wire(MSG))
+        .await;
     assert!(r.starts_with("250"), "{r}");
     let got = sink.messages();
     assert!(
-        got[0].xforward.iter().any(|l| l.contains("ADDR=192.0.2.7") && l.contains("HELO=mx.example.org")),
+        got[0]
+            .xforward
+            .iter()
+            .any(|l| l.contains("ADDR=192.0.2.7") && l.contains("HELO=mx.example.org")),
         "{:?}",
         got[0].xforward
     );
@@ -459,13 +512,22 @@ async fn maildir_next_hop_stores_the_message_byte_identical() {
     let gate = start_gate(&format!("maildir:{}", maildir.path().display()), "").await;
     let mut c = Client::connect(gate.addr).await;
     c.cmd("EHLO x", 250).await;
-    let r = c.send_mail("a@b.example", &["c@d.example"], &wire(MSG)).await;
+    let r = c
+        .send_mail("a@b.example", &["c@d.example"], &wire(MSG))
+        .await;
     assert!(r.starts_with("250 2.0.0"), "{r}");
-    let files: Vec<_> = std::fs::read_dir(maildir.path().join("new")).unwrap().collect();
+    let files: Vec<_> = std::fs::read_dir(maildir.path().join("new"))
+        .unwrap()
+        .collect();
     assert_eq!(files.len(), 1);
     let content = std::fs::read(files[0].as_ref().unwrap().path()).unwrap();
     assert_eq!(content, MSG);
-    assert_eq!(std::fs::read_dir(maildir.path().join("tmp")).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(maildir.path().join("tmp"))
+            .unwrap()
+            .count(),
+        0
+    );
     gate.stop().await;
 }
 
@@ -481,7 +543,9 @@ async fn large_message_is_spooled_and_forwarded_intact() {
     }
     let mut c = Client::connect(gate.addr).await;
     c.cmd("EHLO x", 250).await;
-    let r = c.send_mail("a@b.example", &["c@d.example"], &wire(&content)).await;
+    let r = c
+        .send_mail("a@b.example", &["c@d.example"], &wire(&content))
+        .await;
     assert!(r.starts_with("250"), "{r}");
     assert_eq!(sink.messages()[0].data, content);
     // The spool file is gone once the message is delivered.

@@ -214,7 +214,10 @@ impl AuthConfig {
     pub const DEFAULT_DNS_TIMEOUT_SECS: u64 = 5;
 
     pub fn dns_timeout(&self) -> Duration {
-        Duration::from_secs(self.dns_timeout_secs.unwrap_or(Self::DEFAULT_DNS_TIMEOUT_SECS))
+        Duration::from_secs(
+            self.dns_timeout_secs
+                .unwrap_or(Self::DEFAULT_DNS_TIMEOUT_SECS),
+        )
     }
 }
 
@@ -371,10 +374,7 @@ impl Config {
     /// Stage one: TOML into types; a syntax or type error names line and key.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         toml::from_str::<Config>(text).map_err(|e| {
-            let (line, column) = e
-                .span()
-                .map(|s| line_col(text, s.start))
-                .unwrap_or((0, 0));
+            let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
             ConfigError::Syntax {
                 file: path.to_path_buf(),
                 line,

@@ -27,14 +27,19 @@ pub fn validate(file: &Path, config: &Config) -> Result<(), ConfigError> {
     }
 
     if config.auth.dns_timeout_secs == Some(0) {
-        return Err(invalid("auth.dns_timeout_secs".into(), "must be greater than 0".into()));
+        return Err(invalid(
+            "auth.dns_timeout_secs".into(),
+            "must be greater than 0".into(),
+        ));
     }
     if config.auth.dns == super::DnsMode::System && config.auth.nameservers.is_empty() {
         // Fail at startup, not on the first message.
         if let Err(e) = mail_auth::hickory_resolver::system_conf::read_system_conf() {
             return Err(invalid(
                 "auth.dns".into(),
-                format!("\"system\" needs the resolvers of /etc/resolv.conf, which cannot be read ({e}); set auth.nameservers or use \"off\""),
+                format!(
+                    "\"system\" needs the resolvers of /etc/resolv.conf, which cannot be read ({e}); set auth.nameservers or use \"off\""
+                ),
             ));
         }
     }
@@ -57,18 +62,27 @@ pub fn validate(file: &Path, config: &Config) -> Result<(), ConfigError> {
                 format!("`{}` must be ASCII letters and digits", desk.ticket_prefix),
             ));
         }
-        if let Some(other) = seen_prefix.insert(desk.ticket_prefix.to_ascii_uppercase(), desk.name.clone()) {
+        if let Some(other) =
+            seen_prefix.insert(desk.ticket_prefix.to_ascii_uppercase(), desk.name.clone())
+        {
             return Err(invalid(
                 key("ticket_prefix"),
-                format!("`{}` is already used by helpdesk {other}", desk.ticket_prefix),
+                format!(
+                    "`{}` is already used by helpdesk {other}",
+                    desk.ticket_prefix
+                ),
             ));
         }
         check_address(&desk.reply_from).map_err(|m| invalid(key("reply_from"), m))?;
         if desk.queues.is_empty() {
-            return Err(invalid(key("queue"), "a helpdesk needs at least one queue".into()));
+            return Err(invalid(
+                key("queue"),
+                "a helpdesk needs at least one queue".into(),
+            ));
         }
         for (q, queue) in desk.queues.iter().enumerate() {
-            check_address(&queue.address).map_err(|m| invalid(key(&format!("queue[{q}].address")), m))?;
+            check_address(&queue.address)
+                .map_err(|m| invalid(key(&format!("queue[{q}].address")), m))?;
             let lower = queue.address.to_lowercase();
             if let Some(other) = seen_address.insert(lower, desk.name.clone()) {
                 return Err(invalid(
@@ -79,7 +93,10 @@ pub fn validate(file: &Path, config: &Config) -> Result<(), ConfigError> {
         }
         for (s, sev) in desk.severities.iter().enumerate() {
             if sev.level.trim().is_empty() {
-                return Err(invalid(key(&format!("severity[{s}].level")), "must not be empty".into()));
+                return Err(invalid(
+                    key(&format!("severity[{s}].level")),
+                    "must not be empty".into(),
+                ));
             }
         }
     }
@@ -94,7 +111,9 @@ pub fn check_address(addr: &str) -> Result<(), String> {
     let ok = !local.is_empty()
         && !domain.is_empty()
         && domain.contains('.')
-        && !addr.chars().any(|c| c.is_whitespace() || "<>,;\"".contains(c));
+        && !addr
+            .chars()
+            .any(|c| c.is_whitespace() || "<>,;\"".contains(c));
     if ok {
         Ok(())
     } else {

@@ -21,7 +21,9 @@ impl MaildirHop {
         for sub in ["tmp", "new", "cur"] {
             std::fs::create_dir_all(dir.join(sub))?;
         }
-        Ok(MaildirHop { dir: dir.to_path_buf() })
+        Ok(MaildirHop {
+            dir: dir.to_path_buf(),
+        })
     }
 
     pub fn mail(&mut self, _from: &str) -> Reply {

@@ -32,7 +32,11 @@ pub enum HopError {
 impl HopError {
     /// What our client is told: the message stays with it, to retry later.
     pub fn to_reply(&self) -> Reply {
-        Reply::new(451, "4.4.1", format!("Next hop not available, try again later ({self})"))
+        Reply::new(
+            451,
+            "4.4.1",
+            format!("Next hop not available, try again later ({self})"),
+        )
     }
 }
 
@@ -126,9 +130,15 @@ pub enum NextHopConn {
 }
 
 impl NextHopConn {
-    pub async fn connect(hop: &NextHop, helo: &str, timeout: Duration) -> Result<NextHopConn, HopError> {
+    pub async fn connect(
+        hop: &NextHop,
+        helo: &str,
+        timeout: Duration,
+    ) -> Result<NextHopConn, HopError> {
         match hop {
-            NextHop::Smtp(addr) => Ok(NextHopConn::Smtp(Box::new(SmtpHop::connect(addr, helo, timeout).await?))),
+            NextHop::Smtp(addr) => Ok(NextHopConn::Smtp(Box::new(
+                SmtpHop::connect(addr, helo, timeout).await?,
+            ))),
             NextHop::Maildir(dir) => Ok(NextHopConn::Maildir(MaildirHop::open(dir)?)),
         }
     }

@@ -62,7 +62,10 @@ impl SmtpHop {
         }
         let reply = self.command(&format!("HELO {helo}\r\n")).await?;
         if reply.code != 250 {
-            return Err(HopError::Protocol(format!("HELO refused: {}", reply.summary())));
+            return Err(HopError::Protocol(format!(
+                "HELO refused: {}",
+                reply.summary()
+            )));
         }
         Ok(())
     }
@@ -92,7 +95,9 @@ impl SmtpHop {
         if attrs.is_empty() {
             return Ok(());
         }
-        let reply = self.command(&format!("XFORWARD {}\r\n", attrs.join(" "))).await?;
+        let reply = self
+            .command(&format!("XFORWARD {}\r\n", attrs.join(" ")))
+            .await?;
         if reply.code != 250 {
             tracing::warn!(reply = %reply.summary(), "next hop refused XFORWARD");
         }
@@ -157,7 +162,9 @@ impl SmtpHop {
             if line.len() < 3 || !line.as_bytes()[..3].iter().all(u8::is_ascii_digit) {
                 return Err(HopError::Protocol(line));
             }
-            let code: u16 = line[..3].parse().map_err(|_| HopError::Protocol(line.clone()))?;
+            let code: u16 = line[..3]
+                .parse()
+                .map_err(|_| HopError::Protocol(line.clone()))?;
             let more = line.as_bytes().get(3) == Some(&b'-');
             lines.push(line.get(4..).unwrap_or("").to_string());
             if !more {
@@ -198,7 +205,10 @@ async fn write_with_timeout(
 ) -> std::io::Result<()> {
     match tokio::time::timeout(timeout, stream.get_mut().write_all(bytes)).await {
         Ok(r) => r,
-        Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "write to next hop timed out")),
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "write to next hop timed out",
+        )),
     }
 }
 
@@ -206,7 +216,9 @@ fn parse_capabilities(lines: &[String]) -> Capabilities {
     let mut caps = Capabilities::default();
     for line in lines.iter().skip(1) {
         let mut words = line.split_whitespace();
-        let Some(keyword) = words.next() else { continue };
+        let Some(keyword) = words.next() else {
+            continue;
+        };
         match keyword.to_ascii_uppercase().as_str() {
             "PIPELINING" => caps.pipelining = true,
             "SIZE" => caps.size = true,
@@ -238,10 +250,16 @@ mod tests {
 
     #[test]
     fn capabilities_are_read_from_ehlo() {
-        let lines: Vec<String> = ["mx", "PIPELINING", "SIZE 1000", "8BITMIME", "XFORWARD NAME ADDR HELO"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let lines: Vec<String> = [
+            "mx",
+            "PIPELINING",
+            "SIZE 1000",
+            "8BITMIME",
+            "XFORWARD NAME ADDR HELO",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         let caps = parse_capabilities(&lines);
         assert!(caps.pipelining && caps.size && caps.eight_bit && !caps.smtputf8);
         assert_eq!(caps.xforward, vec!["NAME", "ADDR", "HELO"]);

@@ -18,7 +18,11 @@ pub fn compose(d: &Draft<'_>) -> String {
         .format(&time::format_description::well_known::Rfc2822)
         .unwrap_or_default();
     let mut m = String::with_capacity(d.body.len() + 1024);
-    push(&mut m, "From", &format!("{} <{}>", encode_word(&d.desk.name), d.desk.reply_from));
+    push(
+        &mut m,
+        "From",
+        &format!("{} <{}>", encode_word(&d.desk.name), d.desk.reply_from),
+    );
     push(&mut m, "To", &format!("<{}>", d.to));
     push(&mut m, "Subject", &encode_word(d.subject));
     push(&mut m, "Date", &date);
@@ -40,7 +44,10 @@ pub fn compose(d: &Draft<'_>) -> String {
 }
 
 fn push(m: &mut String, name: &str, value: &str) {
-    let clean: String = value.chars().map(|c| if c == '\r' || c == '\n' { ' ' } else { c }).collect();
+    let clean: String = value
+        .chars()
+        .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
+        .collect();
     m.push_str(name);
     m.push_str(": ");
     m.push_str(&clean);
@@ -77,7 +84,9 @@ fn base64_encode(bytes: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for c in bytes.chunks(3) {
-        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
         for i in 0..4 {
             if i <= c.len() {
                 out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
@@ -98,7 +107,11 @@ fn quoted_printable(text: &str) -> String {
         for (i, &b) in bytes.iter().enumerate() {
             let last = i + 1 == bytes.len();
             let plain = (b == b' ' || b == b'\t') && !last || (33..=126).contains(&b) && b != b'=';
-            let piece = if plain { (b as char).to_string() } else { format!("={b:02X}") };
+            let piece = if plain {
+                (b as char).to_string()
+            } else {
+                format!("={b:02X}")
+            };
             if width + piece.len() > 75 {
                 out.push_str("=\r\n");
                 width = 0;
@@ -126,7 +139,12 @@ mod tests {
     fn encoded_word_round_trips_through_mail_parser() {
         let subject = encode_word("[PP-2026-000001] Apertura ticket: perché non va è così");
         let raw = format!("Subject: {subject}\r\n\r\nx\r\n");
-        let parsed = mail_parser::MessageParser::default().parse(raw.as_bytes()).unwrap();
-        assert_eq!(parsed.subject(), Some("[PP-2026-000001] Apertura ticket: perché non va è così"));
+        let parsed = mail_parser::MessageParser::default()
+            .parse(raw.as_bytes())
+            .unwrap();
+        assert_eq!(
+            parsed.subject(),
+            Some("[PP-2026-000001] Apertura ticket: perché non va è così")
+        );
     }
 }

@@ -47,7 +47,12 @@ enum Attempt {
 impl Outbox {
     /// Starts the delivery task; replies queued before a restart are
     /// picked up from the store.
-    pub fn start(store: TicketStore, relay: Option<SocketAddr>, hostname: &str, config: OutboxConfig) -> Outbox {
+    pub fn start(
+        store: TicketStore,
+        relay: Option<SocketAddr>,
+        hostname: &str,
+        config: OutboxConfig,
+    ) -> Outbox {
         let outbox = Outbox {
             inner: Arc::new(Inner {
                 store,
@@ -64,7 +69,9 @@ impl Outbox {
                     outbox.enqueue_queued(t);
                 }
             }
-            Err(e) => tracing::error!(error = %e, "outbox: cannot scan the store for queued replies"),
+            Err(e) => {
+                tracing::error!(error = %e, "outbox: cannot scan the store for queued replies")
+            }
         }
         let worker = outbox.clone();
         tokio::spawn(async move { worker.run().await });
@@ -86,7 +93,9 @@ impl Outbox {
     async fn run(&self) {
         loop {
             let next_due = self.deliver_due().await;
-            let wait = next_due.unwrap_or(Duration::from_secs(60)).min(Duration::from_secs(60));
+            let wait = next_due
+                .unwrap_or(Duration::from_secs(60))
+                .min(Duration::from_secs(60));
             tokio::select! {
                 _ = self.inner.wake.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
@@ -96,7 +105,14 @@ impl Outbox {
 
     /// Delivers every reply that is due; returns when the next one is.
     async fn deliver_due(&self) -> Option<Duration> {
-        let keys: Vec<Key> = self.inner.pending.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect();
+        let keys: Vec<Key> = self
+            .inner
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect();
         let now = time::OffsetDateTime::now_utc();
         let mut next: Option<Duration> = None;
         for key in keys {
@@ -128,7 +144,11 @@ impl Outbox {
     }
 
     fn forget(&self, key: &Key) {
-        self.inner.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+        self.inner
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
     }
 
     async fn send(&self, reply: &ReplyRecord) -> Attempt {
@@ -170,7 +190,8 @@ impl Outbox {
             Attempt::Fail(e) => (ReplyState::Failed, None, e.clone()),
             Attempt::Retry(e) => (ReplyState::Queued, Some(()), e.clone()),
         };
-        let (max_attempts, initial, max) = (cfg.max_attempts, cfg.retry_initial_secs, cfg.retry_max_secs);
+        let (max_attempts, initial, max) =
+            (cfg.max_attempts, cfg.retry_initial_secs, cfg.retry_max_secs);
         let apply = move |t: &mut Ticket| {
             let r = t
                 .replies
@@ -185,7 +206,9 @@ impl Outbox {
                     r.state = ReplyState::Failed;
                 } else {
                     let secs = backoff(initial, max, r.attempts);
-                    r.next_attempt_at = Some(rfc3339(time::OffsetDateTime::now_utc() + Duration::from_secs(secs)));
+                    r.next_attempt_at = Some(rfc3339(
+                        time::OffsetDateTime::now_utc() + Duration::from_secs(secs),
+                    ));
                 }
             }
             Ok(())
@@ -202,7 +225,7 @@ impl Outbox {
                 tracing::info!(
                     target: "ticketgate::outbox",
                     ticket = %ticket.id, message_id = %r.message_id, to = %r.to,
-                    state = ?r.state, attempts = r.attempts, note = %note,
+                    state = r.state.as_str(), attempts = r.attempts, note = %note,
                     "reply"
                 );
                 if r.state != ReplyState::Queued {
@@ -220,7 +243,10 @@ impl Outbox {
 }
 
 fn backoff(initial: u64, max: u64, attempts: u32) -> u64 {
-    initial.saturating_mul(1u64 << attempts.saturating_sub(1).min(20)).min(max).max(1)
+    initial
+        .saturating_mul(1u64 << attempts.saturating_sub(1).min(20))
+        .min(max)
+        .max(1)
 }
 
 fn parse_time(s: &str) -> Option<time::OffsetDateTime> {
@@ -228,5 +254,6 @@ fn parse_time(s: &str) -> Option<time::OffsetDateTime> {
 }
 
 fn rfc3339(t: time::OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| now_rfc3339())
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| now_rfc3339())
 }

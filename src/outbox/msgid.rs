@@ -62,7 +62,10 @@ impl Signer {
 
     /// The ticket id in one of our Message-IDs, if the signature holds.
     pub fn verify(&self, message_id: &str) -> Option<String> {
-        let id = message_id.trim().trim_start_matches('<').trim_end_matches('>');
+        let id = message_id
+            .trim()
+            .trim_start_matches('<')
+            .trim_end_matches('>');
         let (local, _host) = id.rsplit_once('@')?;
         let (signed, sig) = local.rsplit_once('.')?;
         let rest = signed.strip_prefix("tg.")?;
@@ -70,7 +73,11 @@ impl Signer {
         let expected = self.sign(signed);
         // Equal-length hex strings; constant-time compare is cheap enough.
         let same = expected.len() == sig.len()
-            && expected.bytes().zip(sig.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+            && expected
+                .bytes()
+                .zip(sig.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
         same.then(|| ticket.to_string())
     }
 }
@@ -84,7 +91,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Signer::load_or_create(dir.path(), "gate.test").unwrap();
         let id = s.message_id("PP-2026-000042");
-        assert_eq!(s.verify(&format!("<{id}>")).as_deref(), Some("PP-2026-000042"));
+        assert_eq!(
+            s.verify(&format!("<{id}>")).as_deref(),
+            Some("PP-2026-000042")
+        );
         let forged = id.replace("000042", "000043");
         assert_eq!(s.verify(&forged), None);
         // The key survives a restart.

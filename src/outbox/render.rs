@@ -11,11 +11,31 @@ use crate::config::HelpdeskConfig;
 use crate::ticket::{ReplyKind, Ticket};
 
 const KINDS: &[(ReplyKind, &str, &str)] = &[
-    (ReplyKind::Created, "created.txt", include_str!("../../config/templates/created.txt")),
-    (ReplyKind::InfoRequest, "info_request.txt", include_str!("../../config/templates/info_request.txt")),
-    (ReplyKind::Resumed, "resumed.txt", include_str!("../../config/templates/resumed.txt")),
-    (ReplyKind::Closed, "closed.txt", include_str!("../../config/templates/closed.txt")),
-    (ReplyKind::Reopened, "reopened.txt", include_str!("../../config/templates/reopened.txt")),
+    (
+        ReplyKind::Created,
+        "created.txt",
+        include_str!("../../config/templates/created.txt"),
+    ),
+    (
+        ReplyKind::InfoRequest,
+        "info_request.txt",
+        include_str!("../../config/templates/info_request.txt"),
+    ),
+    (
+        ReplyKind::Resumed,
+        "resumed.txt",
+        include_str!("../../config/templates/resumed.txt"),
+    ),
+    (
+        ReplyKind::Closed,
+        "closed.txt",
+        include_str!("../../config/templates/closed.txt"),
+    ),
+    (
+        ReplyKind::Reopened,
+        "reopened.txt",
+        include_str!("../../config/templates/reopened.txt"),
+    ),
 ];
 
 #[derive(Debug, Clone)]
@@ -55,10 +75,19 @@ impl Templates {
     }
 
     /// (subject, body) for a reply; `extra` fills {message} and {missing}.
-    pub fn render(&self, kind: ReplyKind, desk: &HelpdeskConfig, ticket: &Ticket, extra: &Extra) -> (String, String) {
+    pub fn render(
+        &self,
+        kind: ReplyKind,
+        desk: &HelpdeskConfig,
+        ticket: &Ticket,
+        extra: &Extra,
+    ) -> (String, String) {
         let t = &self.by_kind[&kind];
         let vars = variables(desk, ticket, extra);
-        (fill_line(&t.subject, &vars).unwrap_or_default(), fill_text(&t.body, &vars))
+        (
+            fill_line(&t.subject, &vars).unwrap_or_default(),
+            fill_text(&t.body, &vars),
+        )
     }
 }
 
@@ -72,7 +101,9 @@ pub struct Extra {
 
 fn parse(text: &str) -> Result<Template, String> {
     let text = text.replace("\r\n", "\n");
-    let (first, body) = text.split_once("\n\n").ok_or("needs `Subject: ...`, an empty line, then the body")?;
+    let (first, body) = text
+        .split_once("\n\n")
+        .ok_or("needs `Subject: ...`, an empty line, then the body")?;
     let subject = first
         .strip_prefix("Subject:")
         .ok_or("the first line must be `Subject: ...`")?
@@ -115,7 +146,9 @@ fn fill_line(line: &str, vars: &HashMap<&'static str, String>) -> Option<String>
     let mut placeholders = 0;
     let mut filled = 0;
     while let Some(open) = rest.find('{') {
-        let Some(close) = rest[open..].find('}') else { break };
+        let Some(close) = rest[open..].find('}') else {
+            break;
+        };
         let name = &rest[open + 1..open + close];
         out.push_str(&rest[..open]);
         match vars.get(name) {
@@ -135,7 +168,10 @@ fn fill_line(line: &str, vars: &HashMap<&'static str, String>) -> Option<String>
 }
 
 fn fill_text(text: &str, vars: &HashMap<&'static str, String>) -> String {
-    text.lines().filter_map(|l| fill_line(l, vars)).collect::<Vec<_>>().join("\n")
+    text.lines()
+        .filter_map(|l| fill_line(l, vars))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[cfg(test)]
@@ -145,7 +181,10 @@ mod tests {
     #[test]
     fn lines_with_only_empty_placeholders_are_dropped() {
         let vars = HashMap::from([("a", "x".to_string()), ("b", String::new())]);
-        assert_eq!(fill_text("A: {a}\nB: {b}\nplain\n{a}{b}", &vars), "A: x\nplain\nx");
+        assert_eq!(
+            fill_text("A: {a}\nB: {b}\nplain\n{a}{b}", &vars),
+            "A: x\nplain\nx"
+        );
     }
 
     #[test]

@@ -5,7 +5,11 @@ use crate::reason::ReasonCode;
 
 /// Why no automatic reply may go to this message's sender, if so.
 /// `is_own` tells our own addresses (a reply to ourselves would loop).
-pub fn suppression(mail: &ParsedMail, envelope_from: &str, is_own: impl Fn(&str) -> bool) -> Option<ReasonCode> {
+pub fn suppression(
+    mail: &ParsedMail,
+    envelope_from: &str,
+    is_own: impl Fn(&str) -> bool,
+) -> Option<ReasonCode> {
     if let Some(v) = &mail.auto_submitted
         && !v.trim().eq_ignore_ascii_case("no")
     {
@@ -19,7 +23,11 @@ pub fn suppression(mail: &ParsedMail, envelope_from: &str, is_own: impl Fn(&str)
     if mail.has_list_headers {
         return Some(ReasonCode::ReplySuppressedList);
     }
-    let local = envelope_from.split('@').next().unwrap_or("").to_ascii_lowercase();
+    let local = envelope_from
+        .split('@')
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
     if envelope_from.is_empty() || matches!(local.as_str(), "mailer-daemon" | "postmaster") {
         return Some(ReasonCode::ReplySuppressedNullSender);
     }

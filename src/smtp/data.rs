@@ -139,7 +139,9 @@ pub struct DotStuffer {
 
 impl Default for DotStuffer {
     fn default() -> Self {
-        DotStuffer { at_line_start: true }
+        DotStuffer {
+            at_line_start: true,
+        }
     }
 }
 

@@ -116,7 +116,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpIo<S> {
 
     /// Hands buffered bytes (at least one read's worth) to `consume`, which
     /// returns how many it used; used by DATA, which has its own framing.
-    pub async fn read_chunk<F>(&mut self, timeout: Duration, mut consume: F) -> Result<(), ReadError>
+    pub async fn read_chunk<F>(
+        &mut self,
+        timeout: Duration,
+        mut consume: F,
+    ) -> Result<(), ReadError>
     where
         F: FnMut(&[u8]) -> usize,
     {

@@ -54,7 +54,12 @@ enum Next {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
-    pub fn new(stream: S, peer: SocketAddr, shared: Arc<Shared>, phase: watch::Receiver<Phase>) -> Self {
+    pub fn new(
+        stream: S,
+        peer: SocketAddr,
+        shared: Arc<Shared>,
+        phase: watch::Receiver<Phase>,
+    ) -> Self {
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_uppercase();
         Session {
             io: SmtpIo::new(stream),
@@ -81,7 +86,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     pub fn is_trusted_upstream(&self) -> bool {
-        self.shared.config.server.trusted_upstreams.contains(&self.peer.ip())
+        self.shared
+            .config
+            .server
+            .trusted_upstreams
+            .contains(&self.peer.ip())
     }
 
     pub async fn run(mut self) {
@@ -94,7 +103,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             let line = match self.next_line().await {
                 Next::Line(line) => line,
                 Next::TooLong => {
-                    self.reply(Reply::new(500, "5.5.2", "Line too long (RFC 5321 limit is 512 octets)"));
+                    self.reply(Reply::new(
+                        500,
+                        "5.5.2",
+                        "Line too long (RFC 5321 limit is 512 octets)",
+                    ));
                     if self.io.flush_if_idle().await.is_err() {
                         break;
                     }
@@ -126,7 +139,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         Reply {
             code: 220,
             enhanced: String::new(),
-            lines: vec![format!("{} ESMTP ticketgate", self.shared.config.server.hostname)],
+            lines: vec![format!(
+                "{} ESMTP ticketgate",
+                self.shared.config.server.hostname
+            )],
         }
     }
 
@@ -152,9 +168,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
                 _ => {}
             }
-            let left = limits.session_timeout().saturating_sub(self.started.elapsed());
+            let left = limits
+                .session_timeout()
+                .saturating_sub(self.started.elapsed());
             if left.is_zero() {
-                return Next::Stop(Some(Reply::new(421, "4.4.2", "Session time limit exceeded, closing")));
+                return Next::Stop(Some(Reply::new(
+                    421,
+                    "4.4.2",
+                    "Session time limit exceeded, closing",
+                )));
             }
             let timeout = limits.command_timeout().min(left);
             tokio::select! {

@@ -91,7 +91,9 @@ impl Sink {
             let upper = line.to_ascii_uppercase();
             let b = self.behaviour.lock().unwrap().clone();
             if upper.starts_with("EHLO") {
-                let mut caps = "250-sink\r\n250-PIPELINING\r\n250-SIZE 100000000\r\n250-8BITMIME\r\n".to_string();
+                let mut caps =
+                    "250-sink\r\n250-PIPELINING\r\n250-SIZE 100000000\r\n250-8BITMIME\r\n"
+                        .to_string();
                 if b.advertise_xforward {
                     caps.push_str("250-XFORWARD NAME ADDR PROTO HELO\r\n");
                 }
@@ -248,7 +250,10 @@ impl Client {
     pub async fn connect(addr: SocketAddr) -> Client {
         let stream = TcpStream::connect(addr).await.unwrap();
         let (r, w) = stream.into_split();
-        let mut c = Client { r: BufReader::new(r), w };
+        let mut c = Client {
+            r: BufReader::new(r),
+            w,
+        };
         c.expect(220).await;
         c
     }
@@ -337,7 +342,11 @@ pub struct DeskGate {
     pub control: PathBuf,
 }
 
-pub async fn start_desk_gate(next_hop: &str, relay: Option<SocketAddr>, data_dir: tempfile::TempDir) -> DeskGate {
+pub async fn start_desk_gate(
+    next_hop: &str,
+    relay: Option<SocketAddr>,
+    data_dir: tempfile::TempDir,
+) -> DeskGate {
     start_desk_gate_with(next_hop, relay, data_dir, |_| {}).await
 }
 
@@ -353,7 +362,8 @@ pub async fn start_desk_gate_with(
     use ticketgate::outbox::render::Templates;
     use ticketgate::store::TicketStore;
 
-    let mut config = Config::load(&repo_path("config/ticketgate.toml")).expect("shipped config loads");
+    let mut config =
+        Config::load(&repo_path("config/ticketgate.toml")).expect("shipped config loads");
     config.server.listen = "127.0.0.1:0".parse().unwrap();
     config.server.next_hop = ticketgate::config::NextHop::try_from(next_hop.to_string()).unwrap();
     config.server.data_dir = data_dir.path().to_path_buf();
@@ -367,10 +377,20 @@ pub async fn start_desk_gate_with(
     let signer = Signer::load_or_create(data_dir.path(), "gate.test").unwrap();
     let templates = Templates::load(&config.templates_dir()).unwrap();
     let outbox = Outbox::start(store.clone(), relay, "gate.test", config.outbox.clone());
-    let desks = std::sync::Arc::new(Helpdesks::new(config.clone(), store, outbox, signer, templates));
+    let desks = std::sync::Arc::new(Helpdesks::new(
+        config.clone(),
+        store,
+        outbox,
+        signer,
+        templates,
+    ));
     ticketgate::control::start(&control, desks.clone()).unwrap();
     let gate = serve(config, Pipeline::new(desks.clone()), data_dir).await;
-    DeskGate { gate, desks, control }
+    DeskGate {
+        gate,
+        desks,
+        control,
+    }
 }
 
 /// The value of the first header `name` in a raw message.
@@ -406,7 +426,11 @@ pub async fn eventually(mut f: impl FnMut() -> bool) -> bool {
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A ticketgate process; killed (SIGKILL) and reaped when dropped, so a
@@ -472,9 +496,19 @@ pub fn spawn_binary(port: u16, hop: &str, data: &Path, relay: Option<u16>) -> Ru
 /// `ticketgate tickets list --json` against a running binary.
 pub fn list_tickets_json(data: &Path) -> serde_json::Value {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_ticketgate"))
-        .args(["tickets", "--control", data.join("control.sock").to_str().unwrap(), "list", "--json"])
+        .args([
+            "tickets",
+            "--control",
+            data.join("control.sock").to_str().unwrap(),
+            "list",
+            "--json",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }

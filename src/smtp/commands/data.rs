@@ -68,7 +68,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     async fn receive_data(&mut self) -> Result<Spool, DataFailure> {
         let config = &self.shared.config;
         let mut decoder = DataDecoder::new(config.limits.max_message_size);
-        let mut spool = Spool::new(&config.server.data_dir.join("spool"), config.limits.spool_memory_bytes);
+        let mut spool = Spool::new(
+            &config.server.data_dir.join("spool"),
+            config.limits.spool_memory_bytes,
+        );
         let timeout = config.limits.data_timeout();
         let mut decoded = Vec::with_capacity(64 * 1024);
         while !decoder.is_done() {
@@ -82,7 +85,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             match read {
                 Ok(()) => {}
                 Err(ReadError::Timeout) => {
-                    return Err(DataFailure::Fatal(Reply::new(421, "4.4.2", "Timeout waiting for data, closing")));
+                    return Err(DataFailure::Fatal(Reply::new(
+                        421,
+                        "4.4.2",
+                        "Timeout waiting for data, closing",
+                    )));
                 }
                 Err(ReadError::Closed | ReadError::Io(_)) => return Err(DataFailure::Disconnected),
             }
@@ -133,7 +140,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         };
         let hop_reply = self.forward(&prepared, &spool).await;
         let reply = self.shared.pipeline.settle(&prepared, &hop_reply).await;
-        log_summary(&self.id, &self.client.addr, &txn, spool.len(), &prepared, &reply, started);
+        log_summary(
+            &self.id,
+            &self.client.addr,
+            &txn,
+            spool.len(),
+            &prepared,
+            &reply,
+            started,
+        );
         self.reply(reply);
     }
 
@@ -177,7 +192,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
 fn spool_failure(e: std::io::Error) -> DataFailure {
     tracing::error!(error = %e, "cannot write the spool");
-    DataFailure::Fatal(Reply::new(451, "4.3.0", "Local error writing the message, try again later"))
+    DataFailure::Fatal(Reply::new(
+        451,
+        "4.3.0",
+        "Local error writing the message, try again later",
+    ))
 }
 
 fn log_summary(

@@ -11,8 +11,12 @@ use crate::smtp::session::{Session, State, Transaction};
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     pub(super) async fn handle_mail(&mut self, from: MailFrom<String>) {
         match self.state {
-            State::Connected => return self.reply(Reply::new(503, "5.5.1", "Send EHLO or HELO first")),
-            State::Transaction(_) => return self.reply(Reply::new(503, "5.5.1", "Nested MAIL command")),
+            State::Connected => {
+                return self.reply(Reply::new(503, "5.5.1", "Send EHLO or HELO first"));
+            }
+            State::Transaction(_) => {
+                return self.reply(Reply::new(503, "5.5.1", "Nested MAIL command"));
+            }
             State::Ready => {}
         }
         let max = self.shared.config.limits.max_message_size;
@@ -82,7 +86,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return self.reply(Reply::new(503, "5.5.1", "Send MAIL first"));
         };
         if txn.rcpts.len() >= max {
-            return self.reply(Reply::new(452, "4.5.3", format!("Too many recipients (limit {max})")));
+            return self.reply(Reply::new(
+                452,
+                "4.5.3",
+                format!("Too many recipients (limit {max})"),
+            ));
         }
         if to.address.is_empty() {
             return self.reply(Reply::new(501, "5.1.3", "Empty recipient address"));

@@ -81,7 +81,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 }
 
 fn first_word(line: &[u8]) -> &[u8] {
-    let end = line.iter().position(|b| b.is_ascii_whitespace()).unwrap_or(line.len());
+    let end = line
+        .iter()
+        .position(|b| b.is_ascii_whitespace())
+        .unwrap_or(line.len());
     &line[..end]
 }
 
@@ -89,14 +92,18 @@ fn protocol_error_reply(e: &ProtoError) -> Reply {
     match e {
         ProtoError::UnknownCommand => Reply::new(500, "5.5.1", "Unknown command"),
         ProtoError::InvalidSenderAddress => Reply::new(501, "5.1.7", "Bad sender address syntax"),
-        ProtoError::InvalidRecipientAddress => Reply::new(501, "5.1.3", "Bad recipient address syntax"),
+        ProtoError::InvalidRecipientAddress => {
+            Reply::new(501, "5.1.3", "Bad recipient address syntax")
+        }
         ProtoError::SyntaxError { syntax } => Reply::new(501, "5.5.4", format!("Syntax: {syntax}")),
-        ProtoError::InvalidParameter { param } => Reply::new(501, "5.5.4", format!("Invalid parameter {param}")),
+        ProtoError::InvalidParameter { param } => {
+            Reply::new(501, "5.5.4", format!("Invalid parameter {param}"))
+        }
         ProtoError::UnsupportedParameter { param } => {
             Reply::new(555, "5.5.4", format!("Unsupported parameter {param}"))
         }
-        ProtoError::NeedsMoreData { .. } | ProtoError::ResponseTooLong | ProtoError::InvalidResponse { .. } => {
-            Reply::new(500, "5.5.2", "Syntax error")
-        }
+        ProtoError::NeedsMoreData { .. }
+        | ProtoError::ResponseTooLong
+        | ProtoError::InvalidResponse { .. } => Reply::new(500, "5.5.2", "Syntax error"),
     }
 }

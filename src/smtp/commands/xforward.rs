@@ -45,13 +45,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 }
 
 fn apply_attributes(client: &mut ClientInfo, args: &[u8]) -> Result<(), Reply> {
-    let text = std::str::from_utf8(args).map_err(|_| Reply::new(501, "5.5.4", "Invalid attribute encoding"))?;
+    let text = std::str::from_utf8(args)
+        .map_err(|_| Reply::new(501, "5.5.4", "Invalid attribute encoding"))?;
     let mut any = false;
     for pair in text.split_ascii_whitespace() {
         let Some((name, value)) = pair.split_once('=') else {
             return Err(Reply::new(501, "5.5.4", format!("Bad attribute: {pair}")));
         };
-        let value = decode_xtext(value).ok_or_else(|| Reply::new(501, "5.5.4", format!("Bad xtext in {name}")))?;
+        let value = decode_xtext(value)
+            .ok_or_else(|| Reply::new(501, "5.5.4", format!("Bad xtext in {name}")))?;
         // Postfix sends these when it does not know a value.
         let value = match value.as_str() {
             "[UNAVAILABLE]" | "[TEMPUNAVAIL]" => None,
@@ -66,7 +68,13 @@ fn apply_attributes(client: &mut ClientInfo, args: &[u8]) -> Result<(), Reply> {
             "IDENT" => &mut client.ident,
             "SOURCE" => &mut client.source,
             "LOGIN" | "DESTADDR" | "DESTPORT" => continue,
-            _ => return Err(Reply::new(501, "5.5.4", format!("Unknown attribute {name}"))),
+            _ => {
+                return Err(Reply::new(
+                    501,
+                    "5.5.4",
+                    format!("Unknown attribute {name}"),
+                ));
+            }
         };
         *slot = value.map(|v| v.strip_prefix("IPV6:").map(str::to_string).unwrap_or(v));
         any = true;
@@ -74,7 +82,11 @@ fn apply_attributes(client: &mut ClientInfo, args: &[u8]) -> Result<(), Reply> {
     if any {
         Ok(())
     } else {
-        Err(Reply::new(501, "5.5.4", "Syntax: XFORWARD attribute=value ..."))
+        Err(Reply::new(
+            501,
+            "5.5.4",
+            "Syntax: XFORWARD attribute=value ...",
+        ))
     }
 }
 
@@ -102,7 +114,11 @@ mod tests {
     #[test]
     fn attributes_are_decoded_and_unavailable_dropped() {
         let mut c = ClientInfo::default();
-        apply_attributes(&mut c, b" NAME=[UNAVAILABLE] ADDR=192.0.2.7 HELO=mx+2Eexample.org").unwrap();
+        apply_attributes(
+            &mut c,
+            b" NAME=[UNAVAILABLE] ADDR=192.0.2.7 HELO=mx+2Eexample.org",
+        )
+        .unwrap();
         assert_eq!(c.addr.as_deref(), Some("192.0.2.7"));
         assert_eq!(c.helo.as_deref(), Some("mx.example.org"));
         assert_eq!(c.name, None);
