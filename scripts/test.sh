@@ -7,4 +7,9 @@ bash scripts/setup.sh --test
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ticketgate-target}"
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
-cargo test --locked -- --test-threads=4
+# Unit, integration and end-to-end tests (doc tests: none). The last line
+# sums every test binary's result.
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --locked --all-targets -- --test-threads=4 2>&1 | tee "$log"
+awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"

@@ -514,7 +514,6 @@ pub struct FollowupInput {
     pub record: MessageRecord,
     pub reply_to: String,
     pub suppressed: Option<ReasonCode>,
-    pub references: Vec<String>,
 }
 
 /// Appends a follow-up and applies what it asks for, if its sender may.
@@ -565,25 +564,21 @@ fn decide_followup(
             Some(ReasonCode::AutoReplyOutOfOffice),
         );
     }
-    let command = i.class.command;
-    if let Some(cmd) = command {
-        let (allowed_from, target, action, kind, code) = match cmd {
+    if let Some(cmd) = i.class.command {
+        let (allowed_now, action, kind, code) = match cmd {
             MailCommand::Close => (
                 t.status != Status::Closed,
-                Status::Closed,
                 Action::Closed,
                 ReplyKind::Closed,
                 ReasonCode::CommandClose,
             ),
             MailCommand::Reopen => (
                 t.status == Status::Closed,
-                Status::Open,
                 Action::Reopened,
                 ReplyKind::Reopened,
                 ReasonCode::CommandReopen,
             ),
         };
-        let _ = target;
         if !is_requester {
             return (Action::Refused, None, Some(ReasonCode::CommandNotRequester));
         }
@@ -594,7 +589,7 @@ fn decide_followup(
                 Some(ReasonCode::CommandNotAuthenticated),
             );
         }
-        if !allowed_from {
+        if !allowed_now {
             return (
                 Action::Refused,
                 None,

@@ -129,7 +129,17 @@ impl Pipeline {
             Some(all) => (all, true),
             None => (spool.head(256 * 1024).await.map_err(local)?, false),
         };
-        let mut mail = parse::parse(&bytes);
+        // Parsing a large message takes a while: keep it off the threads
+        // that serve the sessions.
+        let (bytes, mut mail) = tokio::task::spawn_blocking(move || {
+            let mail = parse::parse(&bytes);
+            (bytes, mail)
+        })
+        .await
+        .map_err(|e| {
+            tracing::error!(session = envelope.session, error = %e, "parser task failed");
+            Reply::new(451, "4.3.0", "Local error, try again later")
+        })?;
         if !complete {
             mail.reasons.push(ReasonCode::ParseTooLarge);
         }
@@ -200,7 +210,6 @@ impl Pipeline {
                     record,
                     reply_to,
                     suppressed,
-                    references: input.mail.references.clone(),
                 };
                 Change::Update {
                     id: f.ticket_id.clone(),
