@@ -848,3 +848,33 @@ async fn mail_without_message_id_redelivered_makes_one_ticket() {
         Some("appended")
     );
 }
+
+#[tokio::test]
+async fn attachments_are_kept_with_the_case_as_sha256_files() {
+    let r = rig().await;
+    let png = b"\x89PNG\r\n\x1a\nfake screenshot bytes";
+    let b64 = "iVBORw0KGgpmYWtlIHNjcmVlbnNob3QgYnl0ZXM=";
+    let msg = format!(
+        "From: cli@ditta.example\r\nTo: supporto.tecnico@projectpp.it\r\nSubject: Antivirus blocca la posta\r\nMessage-ID: <att1@ditta.example>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"XX\"\r\n\r\n--XX\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{LONG_BODY}\r\n--XX\r\nContent-Type: image/png; name=\"schermata.png\"\r\nContent-Disposition: attachment; filename=\"schermata.png\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{b64}\r\n--XX--\r\n"
+    )
+    .into_bytes();
+    r.send(
+        "cli@ditta.example",
+        &["supporto.tecnico@projectpp.it"],
+        &msg,
+    )
+    .await;
+    let t = &r.tickets().await[0];
+    let a = &t.messages[0].attachments;
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_eq!(a[0].name.as_deref(), Some("schermata.png"));
+    assert_eq!(a[0].size, png.len() as u64);
+    let stored = std::fs::read(r.dg.desks.store().blob_path(&a[0].sha256)).unwrap();
+    assert_eq!(stored, png);
+    // The raw message is kept too.
+    let raw = t.messages[0].raw_sha256.as_deref().unwrap();
+    assert_eq!(
+        std::fs::read(r.dg.desks.store().blob_path(raw)).unwrap(),
+        msg
+    );
+}
