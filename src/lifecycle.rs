@@ -4,7 +4,7 @@
 //! writer so that each change is one atomic, durable write.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::auth::Authenticator;
@@ -25,18 +25,25 @@ use crate::ticket::{
     Ticket, now_rfc3339,
 };
 
-/// Everything the helpdesk stages share: config, routing table, store,
-/// outbox, Message-ID signer, templates and the reply rate limit.
+/// Everything the helpdesk stages share: config, the reloadable helpdesk
+/// table and templates, store, outbox, Message-ID signer and the reply
+/// rate limit.
 pub struct Helpdesks {
     config: Config,
-    table: HelpdeskTable,
+    loaded: RwLock<Arc<Loaded>>,
     store: TicketStore,
     outbox: Outbox,
     signer: Signer,
-    templates: Templates,
     sent_to: Mutex<HashMap<String, VecDeque<Instant>>>,
     /// SPF/DKIM/DMARC resolver, built once; `None` with `[auth] dns = "off"`.
     authenticator: Option<Authenticator>,
+}
+
+/// What SIGHUP replaces: the helpdesk table and the reply templates. A
+/// message works with one snapshot from start to end.
+pub struct Loaded {
+    pub table: HelpdeskTable,
+    pub templates: Templates,
 }
 
 /// A message that refers to an existing ticket.
@@ -57,7 +64,10 @@ impl Helpdesks {
         signer: Signer,
         templates: Templates,
     ) -> Helpdesks {
-        let table = HelpdeskTable::new(config.helpdesks.clone());
+        let loaded = RwLock::new(Arc::new(Loaded {
+            table: HelpdeskTable::new(config.helpdesks.clone()),
+            templates,
+        }));
         let authenticator = Authenticator::new(&config.auth).unwrap_or_else(|e| {
             // Nothing authenticates then (the safe side); config validation
             // already checked what can fail here.
@@ -66,11 +76,10 @@ impl Helpdesks {
         });
         Helpdesks {
             config,
-            table,
+            loaded,
             store,
             outbox,
             signer,
-            templates,
             sent_to: Mutex::new(HashMap::new()),
             authenticator,
         }
@@ -79,8 +88,22 @@ impl Helpdesks {
     pub fn config(&self) -> &Config {
         &self.config
     }
-    pub fn table(&self) -> &HelpdeskTable {
-        &self.table
+    /// The current helpdesk table and templates.
+    pub fn loaded(&self) -> Arc<Loaded> {
+        self.loaded
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Swaps in a new helpdesk table and templates (SIGHUP). Messages in
+    /// flight finish with the snapshot they started with.
+    pub fn reload(&self, helpdesks: Vec<HelpdeskConfig>, templates: Templates) {
+        let next = Arc::new(Loaded {
+            table: HelpdeskTable::new(helpdesks),
+            templates,
+        });
+        *self.loaded.write().unwrap_or_else(|p| p.into_inner()) = next;
     }
     pub fn store(&self) -> &TicketStore {
         &self.store
@@ -92,12 +115,13 @@ impl Helpdesks {
         self.authenticator.as_ref()
     }
 
-    fn desk_by_name(&self, name: &str) -> Option<(usize, &HelpdeskConfig)> {
-        self.table
+    fn desk_by_name(&self, name: &str) -> Option<HelpdeskConfig> {
+        self.loaded()
+            .table
             .helpdesks()
             .iter()
-            .enumerate()
-            .find(|(_, d)| d.name == name)
+            .find(|d| d.name == name)
+            .cloned()
     }
 
     /// Where a reply goes: the author when the mail authenticates,
@@ -120,11 +144,15 @@ impl Helpdesks {
         envelope_from: &str,
         reply_to: &str,
     ) -> Option<ReasonCode> {
-        suppress::suppression(mail, envelope_from, |a| self.table.is_own_address(a)).or_else(|| {
-            self.table
-                .is_own_address(reply_to)
-                .then_some(ReasonCode::ReplySuppressedOwnAddress)
-        })
+        let loaded = self.loaded();
+        suppress::suppression(mail, envelope_from, |a| loaded.table.is_own_address(a)).or_else(
+            || {
+                loaded
+                    .table
+                    .is_own_address(reply_to)
+                    .then_some(ReasonCode::ReplySuppressedOwnAddress)
+            },
+        )
     }
 
     /// Takes a slot of the per-sender hourly reply budget.
@@ -200,26 +228,17 @@ impl Helpdesks {
         matches!(self.store.get(id), Ok(Some(_)))
     }
 
-    pub fn quality_message(&self, helpdesk: usize) -> String {
-        self.table.helpdesks()[helpdesk]
-            .rules
-            .quality_message
-            .clone()
-            .unwrap_or_default()
-    }
-
     /// Renders a reply of `kind` for `t`, ready to be stored with it.
     pub fn draft_reply(
         &self,
-        helpdesk: usize,
+        desk: &HelpdeskConfig,
         t: &Ticket,
         kind: ReplyKind,
         to: &str,
         in_reply_to: Option<&str>,
         extra: &Extra,
     ) -> ReplyRecord {
-        let desk = &self.table.helpdesks()[helpdesk];
-        let (subject, body) = self.templates.render(kind, desk, t, extra);
+        let (subject, body) = self.loaded().templates.render(kind, desk, t, extra);
         let message_id = self.signer.message_id(&t.id);
         let raw = compose(&Draft {
             desk,
@@ -246,7 +265,7 @@ impl Helpdesks {
     /// that message; skipped (with a reason) past the per-sender rate limit.
     pub fn auto_reply(
         &self,
-        helpdesk: usize,
+        desk: &HelpdeskConfig,
         t: &mut Ticket,
         kind: ReplyKind,
         to: &str,
@@ -258,15 +277,21 @@ impl Helpdesks {
             return;
         }
         let in_reply_to = answering.and_then(|m| m.message_id.clone());
-        let reply = self.draft_reply(helpdesk, t, kind, to, in_reply_to.as_deref(), extra);
+        let reply = self.draft_reply(desk, t, kind, to, in_reply_to.as_deref(), extra);
         t.replies.push(reply);
     }
 
     /// A notice a workgroup member's command sends to the requester: a
     /// person acted, so no rate limit, and nothing to wait for.
-    fn workgroup_notice(&self, helpdesk: usize, t: &mut Ticket, kind: ReplyKind, extra: &Extra) {
+    fn workgroup_notice(
+        &self,
+        desk: &HelpdeskConfig,
+        t: &mut Ticket,
+        kind: ReplyKind,
+        extra: &Extra,
+    ) {
         let to = t.requester.clone();
-        let mut reply = self.draft_reply(helpdesk, t, kind, &to, None, extra);
+        let mut reply = self.draft_reply(desk, t, kind, &to, None, extra);
         reply.state = ReplyState::Queued;
         t.replies.push(reply);
     }
@@ -345,14 +370,13 @@ impl Helpdesks {
             .get(&id)
             .map_err(|e| e.to_string())?
             .ok_or(format!("no ticket {id}"))?;
-        let (helpdesk, desk) = self.desk_by_name(&current.helpdesk).ok_or(format!(
+        let desk = self.desk_by_name(&current.helpdesk).ok_or(format!(
             "ticket {id} belongs to helpdesk {} which is not configured",
             current.helpdesk
         ))?;
-        let desk = desk.clone();
         let by = by.to_string();
         let this = self.clone();
-        let apply = move |t: &mut Ticket| this.apply_command(helpdesk, &desk, t, &by, command);
+        let apply = move |t: &mut Ticket| this.apply_command(&desk, t, &by, command);
         let change = Change::Update {
             id: id.clone(),
             dedupe_key: None,
@@ -369,7 +393,6 @@ impl Helpdesks {
 
     fn apply_command(
         &self,
-        helpdesk: usize,
         desk: &HelpdeskConfig,
         t: &mut Ticket,
         by: &str,
@@ -426,7 +449,7 @@ impl Helpdesks {
                     message,
                     missing: String::new(),
                 };
-                self.workgroup_notice(helpdesk, t, ReplyKind::InfoRequest, &extra);
+                self.workgroup_notice(desk, t, ReplyKind::InfoRequest, &extra);
                 "suspended with an information request".to_string()
             }
             WorkgroupCommand::Resume => {
@@ -438,13 +461,13 @@ impl Helpdesks {
                     ),
                 )?;
                 t.status = Status::Open;
-                self.workgroup_notice(helpdesk, t, ReplyKind::Resumed, &Extra::default());
+                self.workgroup_notice(desk, t, ReplyKind::Resumed, &Extra::default());
                 "resumed".to_string()
             }
             WorkgroupCommand::Close => {
                 refuse_if(t.status == Status::Closed, "the ticket is already closed")?;
                 t.status = Status::Closed;
-                self.workgroup_notice(helpdesk, t, ReplyKind::Closed, &Extra::default());
+                self.workgroup_notice(desk, t, ReplyKind::Closed, &Extra::default());
                 "closed".to_string()
             }
             WorkgroupCommand::Reopen => {
@@ -456,7 +479,7 @@ impl Helpdesks {
                     ),
                 )?;
                 t.status = Status::Open;
-                self.workgroup_notice(helpdesk, t, ReplyKind::Reopened, &Extra::default());
+                self.workgroup_notice(desk, t, ReplyKind::Reopened, &Extra::default());
                 "reopened".to_string()
             }
         };
@@ -506,7 +529,8 @@ pub fn sender_of(mail: &ParsedMail, envelope_from: &str) -> String {
 /// What a follow-up needs to decide, captured before the store write.
 pub struct FollowupInput {
     pub desks: Arc<Helpdesks>,
-    pub helpdesk: usize,
+    /// The helpdesk as configured when the message arrived.
+    pub desk: HelpdeskConfig,
     pub class: Classification,
     pub sender: String,
     pub authenticated: bool,
@@ -541,7 +565,7 @@ pub fn apply_followup(t: &mut Ticket, input: FollowupInput) {
     }
     if let (Some(kind), None) = (reply, input.suppressed) {
         input.desks.auto_reply(
-            input.helpdesk,
+            &input.desk,
             t,
             kind,
             &input.reply_to,

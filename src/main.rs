@@ -142,7 +142,10 @@ fn main() -> ExitCode {
 }
 
 fn check_config(path: &std::path::Path) -> ExitCode {
-    match Config::load(path) {
+    let checked = Config::load(path)
+        .map_err(|e| e.to_string())
+        .and_then(|c| Templates::load(&c.templates_dir()).map(|_| c));
+    match checked {
         Ok(config) => {
             let queues: usize = config.helpdesks.iter().map(|h| h.queues.len()).sum();
             println!(
@@ -207,7 +210,7 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config)) {
+    match runtime.block_on(run(config, args.config.clone())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
@@ -217,7 +220,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
 }
 
-async fn run(config: Config) -> Result<(), String> {
+async fn run(config: Config, config_path: PathBuf) -> Result<(), String> {
     let data_dir = config.server.data_dir.clone();
     std::fs::create_dir_all(&data_dir)
         .map_err(|e| format!("data dir {}: {e}", data_dir.display()))?;
@@ -242,6 +245,7 @@ async fn run(config: Config) -> Result<(), String> {
     ));
     let _control = ticketgate::control::start(&control_path, desks.clone())
         .map_err(|e| format!("control socket {}: {e}", control_path.display()))?;
+    tokio::spawn(reload_on_hangup(config_path, desks.clone()));
     let pipeline = Pipeline::new(desks);
     let listen = config.server.listen;
     let next_hop = config.server.next_hop.to_string();
@@ -257,22 +261,42 @@ async fn run(config: Config) -> Result<(), String> {
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+    let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
     ) else {
         tracing::error!("cannot install signal handlers; stop with kill -9");
         std::future::pending::<()>().await;
         return;
     };
-    loop {
-        tokio::select! {
-            _ = term.recv() => return tracing::info!("SIGTERM received"),
-            _ = int.recv() => return tracing::info!("SIGINT received"),
-            // SIGHUP's default action would end the process; a reload of the
-            // helpdesk table is not implemented yet, so say what to do.
-            _ = hup.recv() => tracing::warn!("SIGHUP received: configuration reload is not supported yet; restart to apply changes"),
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}
+
+/// SIGHUP re-reads the config file and swaps in its helpdesks and reply
+/// templates; sessions go on. A file that does not check keeps the running
+/// configuration. Other settings (listen, limits, ...) need a restart.
+async fn reload_on_hangup(path: PathBuf, desks: Arc<Helpdesks>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::error!("cannot install the SIGHUP handler: reload needs a restart");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        let loaded = Config::load(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|c| Templates::load(&c.templates_dir()).map(|t| (c, t)));
+        match loaded {
+            Ok((config, templates)) => {
+                let count = config.helpdesks.len();
+                desks.reload(config.helpdesks, templates);
+                tracing::info!(config = %path.display(), helpdesks = count, "SIGHUP: helpdesks and templates reloaded");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "SIGHUP: reload refused, keeping the running configuration")
+            }
         }
     }
 }

@@ -9,7 +9,7 @@ use crate::auth::{self, AuthVerdict};
 use crate::classify::{self, Classification};
 use crate::config::HelpdeskConfig;
 use crate::forward::ClientInfo;
-use crate::lifecycle::{self, Followup, Helpdesks};
+use crate::lifecycle::{self, Followup, Helpdesks, Loaded};
 use crate::parse::{self, ParsedMail};
 use crate::reason::ReasonCode;
 use crate::route::{RoutedDesk, Routing};
@@ -112,7 +112,8 @@ impl Pipeline {
         let Some(desks) = &self.desks else {
             return Ok(Prepared::pass_through());
         };
-        let routing = desks.table().route(envelope.rcpts);
+        let loaded = desks.loaded();
+        let routing = loaded.table.route(envelope.rcpts);
         if routing.desks.is_empty() {
             return Ok(Prepared::pass_through());
         }
@@ -145,7 +146,7 @@ impl Pipeline {
         }
         let verdict = auth::verify(config, desks.authenticator(), envelope, &bytes).await;
         if config.server.shadow {
-            log_shadow(desks, envelope, &mail, &routing);
+            log_shadow(&loaded, envelope, &mail, &routing);
             return Ok(Prepared::pass_through());
         }
         let raw_sha256 =
@@ -158,6 +159,7 @@ impl Pipeline {
         let mut headers = Vec::new();
         for routed in &routing.desks {
             let input = MessageInput {
+                loaded: &loaded,
                 envelope,
                 mail: &mail,
                 verdict: &verdict,
@@ -190,7 +192,7 @@ impl Pipeline {
         desks: &Arc<Helpdesks>,
         input: &MessageInput<'_>,
     ) -> Result<(Ticket, TicketOutcome), Reply> {
-        let desk = &desks.table().helpdesks()[input.routed.helpdesk];
+        let desk = &input.loaded.table.helpdesks()[input.routed.helpdesk];
         let queue = &desk.queues[input.routed.queue];
         let class = classify::classify(desk, queue, input.mail);
         let dedupe_key = dedupe_key(&desk.ticket_prefix, input.mail, input.raw_sha256);
@@ -202,7 +204,7 @@ impl Pipeline {
             Some(f) if f.ticket_exists => {
                 let followup_input = lifecycle::FollowupInput {
                     desks: desks.clone(),
-                    helpdesk: input.routed.helpdesk,
+                    desk: desk.clone(),
                     class: class.clone(),
                     sender: lifecycle::sender_of(input.mail, input.envelope.from),
                     authenticated: input.verdict.dmarc_pass || f.signed,
@@ -294,15 +296,15 @@ impl Pipeline {
                 .into(),
             }],
         };
+        let prefix = desk.ticket_prefix.clone();
         let desks = desks.clone();
-        let helpdesk = input.routed.helpdesk;
+        let desk = desk.clone();
         let vague = class.vague;
         let finish = move |t: &mut Ticket| {
             if suppressed.is_none() {
-                let missing = if vague {
-                    desks.quality_message(helpdesk)
-                } else {
-                    String::new()
+                let missing = match (vague, &desk.rules.quality_message) {
+                    (true, Some(text)) => text.clone(),
+                    _ => String::new(),
                 };
                 let extra = crate::outbox::render::Extra {
                     message: String::new(),
@@ -310,7 +312,7 @@ impl Pipeline {
                 };
                 let first = t.messages.first().cloned();
                 desks.auto_reply(
-                    helpdesk,
+                    &desk,
                     t,
                     ReplyKind::Created,
                     &reply_to,
@@ -321,7 +323,7 @@ impl Pipeline {
             Ok(())
         };
         Change::Create {
-            prefix: desk.ticket_prefix.clone(),
+            prefix,
             year: time::OffsetDateTime::now_utc().year(),
             ticket,
             dedupe_key,
@@ -363,6 +365,7 @@ impl Pipeline {
 }
 
 struct MessageInput<'a> {
+    loaded: &'a Loaded,
     envelope: &'a Envelope<'a>,
     mail: &'a ParsedMail,
     verdict: &'a AuthVerdict,
@@ -510,9 +513,9 @@ async fn store_attachments(
     Ok(records)
 }
 
-fn log_shadow(desks: &Helpdesks, envelope: &Envelope<'_>, mail: &ParsedMail, routing: &Routing) {
+fn log_shadow(loaded: &Loaded, envelope: &Envelope<'_>, mail: &ParsedMail, routing: &Routing) {
     for routed in &routing.desks {
-        let desk = &desks.table().helpdesks()[routed.helpdesk];
+        let desk = &loaded.table.helpdesks()[routed.helpdesk];
         let queue = &desk.queues[routed.queue];
         let class = classify::classify(desk, queue, mail);
         tracing::info!(

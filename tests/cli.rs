@@ -98,3 +98,23 @@ fn duplicate_queue_address_across_helpdesks_is_refused() {
     assert_eq!(code, 2);
     assert!(err.contains("already a queue of A"), "{err}");
 }
+
+#[test]
+fn template_with_unknown_placeholder_fails_check_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ticketgate.toml");
+    std::fs::copy(repo("config/ticketgate.toml"), &config).unwrap();
+    std::fs::create_dir(dir.path().join("templates")).unwrap();
+    std::fs::write(
+        dir.path().join("templates/closed.txt"),
+        "Subject: [{ticket}] chiuso\n\nIl ticket {tiket} è chiuso.\n",
+    )
+    .unwrap();
+    let out = ticketgate(&["check-config", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("closed.txt") && err.contains("{tiket}"),
+        "{err}"
+    );
+}

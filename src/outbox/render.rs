@@ -60,7 +60,9 @@ impl Templates {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => default.to_string(),
                 Err(e) => return Err(format!("{}: {e}", path.display())),
             };
-            let t = parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            let t = parse(&text)
+                .and_then(check_placeholders)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
             by_kind.insert(*kind, t);
         }
         Ok(Templates { by_kind })
@@ -69,7 +71,10 @@ impl Templates {
     pub fn builtin() -> Templates {
         let by_kind = KINDS
             .iter()
-            .map(|(k, _, text)| (*k, parse(text).expect("built-in templates parse")))
+            .map(|(k, _, text)| {
+                let t = parse(text).and_then(check_placeholders);
+                (*k, t.expect("built-in templates are valid"))
+            })
             .collect();
         Templates { by_kind }
     }
@@ -113,6 +118,46 @@ fn parse(text: &str) -> Result<Template, String> {
         subject,
         body: body.to_string(),
     })
+}
+
+/// The placeholders a template may use.
+const PLACEHOLDERS: &[&str] = &[
+    "ticket",
+    "helpdesk",
+    "queue",
+    "procedure",
+    "sector",
+    "urgency",
+    "contract",
+    "status",
+    "severity",
+    "due_at",
+    "subject",
+    "next_steps",
+    "message",
+    "missing",
+];
+
+/// A misspelt `{placeholder}` would reach the operator verbatim: refuse it
+/// when the templates are loaded (start, SIGHUP, check-config).
+fn check_placeholders(t: Template) -> Result<Template, String> {
+    for text in [&t.subject, &t.body] {
+        let mut rest = text.as_str();
+        while let Some(open) = rest.find('{') {
+            let Some(close) = rest[open..].find('}') else {
+                break;
+            };
+            let name = &rest[open + 1..open + close];
+            if !PLACEHOLDERS.contains(&name) {
+                return Err(format!(
+                    "unknown placeholder {{{name}}}; known: {}",
+                    PLACEHOLDERS.join(", ")
+                ));
+            }
+            rest = &rest[open + close + 1..];
+        }
+    }
+    Ok(t)
 }
 
 fn variables(desk: &HelpdeskConfig, t: &Ticket, extra: &Extra) -> HashMap<&'static str, String> {
@@ -184,6 +229,21 @@ mod tests {
         assert_eq!(
             fill_text("A: {a}\nB: {b}\nplain\n{a}{b}", &vars),
             "A: x\nplain\nx"
+        );
+    }
+
+    #[test]
+    fn unknown_placeholder_is_refused_on_load() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("created.txt"),
+            "Subject: [{ticket}] ok\n\nCiao {nmoe}\n",
+        )
+        .unwrap();
+        let err = Templates::load(dir.path()).unwrap_err();
+        assert!(
+            err.contains("created.txt") && err.contains("{nmoe}"),
+            "{err}"
         );
     }
 

@@ -457,12 +457,37 @@ impl Drop for Running {
 
 /// The real binary with the shipped config, for restart and kill -9 tests.
 pub fn spawn_binary(port: u16, hop: &str, data: &Path, relay: Option<u16>) -> Running {
+    let relay = relay.map(|r| format!("127.0.0.1:{r}"));
+    let extra: Vec<&str> = match &relay {
+        Some(r) => vec!["--reply-relay", r],
+        None => vec![],
+    };
+    spawn_ticketgate(
+        &repo_path("config/ticketgate.toml"),
+        port,
+        hop,
+        data,
+        &extra,
+        None,
+    )
+}
+
+/// The real binary with `config`, listening on `port`; stderr (the logs)
+/// goes to `log` when given.
+pub fn spawn_ticketgate(
+    config: &Path,
+    port: u16,
+    hop: &str,
+    data: &Path,
+    extra: &[&str],
+    log: Option<&Path>,
+) -> Running {
     let listen = format!("127.0.0.1:{port}");
     let control = data.join("control.sock");
     let mut args = vec![
         "serve".to_string(),
         "--config".into(),
-        repo_path("config/ticketgate.toml").display().to_string(),
+        config.display().to_string(),
         "--listen".into(),
         listen,
         "--next-hop".into(),
@@ -472,14 +497,15 @@ pub fn spawn_binary(port: u16, hop: &str, data: &Path, relay: Option<u16>) -> Ru
         "--control".into(),
         control.display().to_string(),
     ];
-    if let Some(relay) = relay {
-        args.push("--reply-relay".into());
-        args.push(format!("127.0.0.1:{relay}"));
-    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let stderr = match log {
+        Some(path) => std::process::Stdio::from(std::fs::File::create(path).unwrap()),
+        None => std::process::Stdio::null(),
+    };
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ticketgate"))
         .args(&args)
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(stderr)
         .spawn()
         .expect("start ticketgate");
     for _ in 0..200 {

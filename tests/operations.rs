@@ -1,0 +1,123 @@
+//! What an admin does to a running server: SIGHUP reloads the helpdesks
+//! without dropping anything; shadow mode changes nothing.
+
+mod common;
+
+use common::*;
+
+fn mail(to: &str, id: &str) -> Vec<u8> {
+    format!(
+        "From: op@caf.example\r\nTo: {to}\r\nSubject: Stampa bloccata sul gestionale\r\nMessage-ID: <{id}@caf.example>\r\n\r\nLa stampa dei documenti di trasporto si blocca con un errore di memoria.\r\n"
+    )
+    .into_bytes()
+}
+
+async fn send(port: u16, to: &str, id: &str) {
+    let mut c = Client::connect(([127, 0, 0, 1], port).into()).await;
+    c.cmd("EHLO x", 250).await;
+    let r = c
+        .send_mail("op@caf.example", &[to], &wire(&mail(to, id)))
+        .await;
+    assert!(r.starts_with("250"), "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_helpdesk_table_and_a_bad_file_is_refused() {
+    let sink = Sink::start(SinkBehaviour::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ticketgate.toml");
+    let shipped = std::fs::read_to_string(repo_path("config/ticketgate.toml")).unwrap();
+    std::fs::write(&config, &shipped).unwrap();
+    let data = dir.path().join("data");
+    let port = free_port();
+    let gate = spawn_ticketgate(&config, port, &sink.addr.to_string(), &data, &[], None);
+
+    // Not a helpdesk address yet: passes untouched.
+    send(port, "assistenza@nuovo.example", "before").await;
+    assert_eq!(
+        sink.messages()[0].data,
+        mail("assistenza@nuovo.example", "before")
+    );
+
+    // An idle session stays open across the reload.
+    let mut idle = Client::connect(([127, 0, 0, 1], port).into()).await;
+    idle.cmd("EHLO idle", 250).await;
+
+    let added = "\n[[helpdesk]]\nname = \"Nuovo\"\nticket_prefix = \"NU\"\nreply_from = \"assistenza@nuovo.example\"\n[[helpdesk.queue]]\naddress = \"assistenza@nuovo.example\"\n";
+    std::fs::write(&config, format!("{shipped}{added}")).unwrap();
+    nix_kill(gate.pid(), "HUP");
+    // Give the signal a moment to be handled, then the address opens tickets.
+    let mut tagged = false;
+    for i in 0..40 {
+        send(port, "assistenza@nuovo.example", &format!("after{i}")).await;
+        let last = sink.messages().last().unwrap().data.clone();
+        if header(&last, "X-Ticketgate-Helpdesk").as_deref() == Some("Nuovo") {
+            tagged = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        tagged,
+        "after SIGHUP the new helpdesk address opens tickets"
+    );
+    idle.cmd("NOOP", 250).await;
+
+    // A broken file is refused; the running table stays.
+    std::fs::write(
+        &config,
+        format!("{shipped}{added}\n[[helpdesk]]\nname = \"\"\n"),
+    )
+    .unwrap();
+    nix_kill(gate.pid(), "HUP");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    send(port, "assistenza@nuovo.example", "still").await;
+    let last = sink.messages().last().unwrap().data.clone();
+    assert_eq!(
+        header(&last, "X-Ticketgate-Helpdesk").as_deref(),
+        Some("Nuovo")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shadow_mode_changes_nothing_and_logs_what_it_would_do() {
+    let sink = Sink::start(SinkBehaviour::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log = dir.path().join("log");
+    let port = free_port();
+    let _gate = spawn_ticketgate(
+        &repo_path("config/ticketgate.toml"),
+        port,
+        &sink.addr.to_string(),
+        &data,
+        &["--shadow", "--log-format", "json"],
+        Some(&log),
+    );
+    send(port, "nuovocaso@projectpp.it", "shadow1").await;
+    assert_eq!(
+        sink.messages()[0].data,
+        mail("nuovocaso@projectpp.it", "shadow1"),
+        "byte-identical"
+    );
+    assert!(
+        list_tickets_json(&data).as_array().unwrap().is_empty(),
+        "no ticket"
+    );
+    let logged = std::fs::read_to_string(&log).unwrap();
+    let line = logged
+        .lines()
+        .find(|l| l.contains("shadow: would have ticketed"))
+        .expect("shadow log line");
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(v["helpdesk"], "Project++");
+    assert_eq!(v["queue"], "nuovocaso");
+}
+
+fn nix_kill(pid: u32, sig: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
