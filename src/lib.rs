@@ -11,6 +11,7 @@ pub mod control;
 pub mod forward;
 pub mod lifecycle;
 pub mod logging;
+pub mod metrics;
 pub mod outbox;
 pub mod parse;
 pub mod pipeline;

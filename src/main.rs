@@ -246,6 +246,13 @@ async fn run(config: Config, config_path: PathBuf) -> Result<(), String> {
     let _control = ticketgate::control::start(&control_path, desks.clone())
         .map_err(|e| format!("control socket {}: {e}", control_path.display()))?;
     tokio::spawn(reload_on_hangup(config_path, desks.clone()));
+    if let Some(addr) = config.metrics.listen {
+        ticketgate::metrics::serve(addr)
+            .await
+            .map_err(|e| format!("metrics endpoint {addr}: {e}"))?;
+        tracing::info!(%addr, "metrics on http://{addr}/metrics");
+    }
+    tokio::spawn(log_counters(config.metrics.log_interval_secs));
     let pipeline = Pipeline::new(desks);
     let listen = config.server.listen;
     let next_hop = config.server.next_hop.to_string();
@@ -272,6 +279,24 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM received"),
         _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}
+
+/// Logs the counters every `interval_secs` (0: never) and on SIGUSR1.
+async fn log_counters(interval_secs: u64) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {
+        tracing::error!("cannot install the SIGUSR1 handler");
+        return;
+    };
+    let period = std::time::Duration::from_secs(interval_secs.max(1));
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    loop {
+        tokio::select! {
+            _ = tick.tick(), if interval_secs > 0 => {}
+            _ = usr1.recv() => {}
+        }
+        ticketgate::metrics::METRICS.log();
     }
 }
 

@@ -11,6 +11,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 
 use crate::config::Config;
+use crate::metrics::METRICS;
 use crate::pipeline::Pipeline;
 use crate::smtp::Session;
 
@@ -89,13 +90,16 @@ impl Sessions {
         let _ = stream.set_nodelay(true);
         let Ok(permit) = self.slots.clone().try_acquire_owned() else {
             tracing::warn!(%peer, "connection limit reached");
+            METRICS.connection_refused();
             tokio::spawn(refuse(stream));
             return;
         };
         let session = Session::new(stream, peer, self.shared.clone(), self.phase.subscribe());
+        METRICS.connection_opened();
         tokio::spawn(async move {
             tracing::debug!(session = session.id(), %peer, "connected");
             session.run().await;
+            METRICS.connection_closed();
             drop(permit);
         });
     }

@@ -121,3 +121,81 @@ fn nix_kill(pid: u32, sig: &str) {
         .unwrap();
     assert!(status.success());
 }
+
+async fn http_get(addr: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_endpoint_and_counters_log_count_what_happened() {
+    let sink = Sink::start(SinkBehaviour::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let metrics_addr = format!("127.0.0.1:{}", free_port());
+    let config = dir.path().join("ticketgate.toml");
+    let shipped = std::fs::read_to_string(repo_path("config/ticketgate.toml")).unwrap();
+    let with_metrics = shipped.replace(
+        "# listen = \"127.0.0.1:9325\"",
+        &format!("listen = \"{metrics_addr}\""),
+    );
+    assert_ne!(shipped, with_metrics);
+    std::fs::write(&config, with_metrics).unwrap();
+    let data = dir.path().join("data");
+    let log = dir.path().join("log");
+    let port = free_port();
+    let gate = spawn_ticketgate(
+        &config,
+        port,
+        &sink.addr.to_string(),
+        &data,
+        &["--log-format", "json"],
+        Some(&log),
+    );
+    send(port, "nuovocaso@projectpp.it", "m1").await;
+    send(port, "someone@example.com", "m2").await;
+    let text = http_get(&metrics_addr, "/metrics").await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        text.contains("ticketgate_messages_total{action=\"created\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ticketgate_messages_total{action=\"passed\"} 1\n"),
+        "{text}"
+    );
+    // Two sessions, plus the probe that waited for the listener.
+    assert!(text.contains("ticketgate_connections_total 3\n"), "{text}");
+    assert!(
+        text.contains("ticketgate_next_hop_seconds_count 2\n"),
+        "{text}"
+    );
+    assert!(
+        http_get(&metrics_addr, "/other")
+            .await
+            .starts_with("HTTP/1.1 404")
+    );
+
+    nix_kill(gate.pid(), "USR1");
+    let mut counters = None;
+    for _ in 0..50 {
+        let logged = std::fs::read_to_string(&log).unwrap();
+        counters = logged
+            .lines()
+            .find(|l| l.contains("\"message\":\"counters\""))
+            .map(str::to_string);
+        if counters.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&counters.expect("counters event after SIGUSR1")).unwrap();
+    assert_eq!(v["created"], 1);
+    assert_eq!(v["passed"], 1);
+}

@@ -45,6 +45,8 @@ pub struct Config {
     pub auth: AuthConfig,
     #[serde(default)]
     pub outbox: OutboxConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
     #[serde(default, rename = "helpdesk")]
     pub helpdesks: Vec<HelpdeskConfig>,
     /// Where the file was read from; used to find templates next to it.
@@ -218,6 +220,25 @@ impl AuthConfig {
             self.dns_timeout_secs
                 .unwrap_or(Self::DEFAULT_DNS_TIMEOUT_SECS),
         )
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Prometheus endpoint (`GET /metrics`), e.g. `127.0.0.1:9325`; off
+    /// when absent.
+    pub listen: Option<SocketAddr>,
+    /// Log a `counters` event this often (0: only on SIGUSR1).
+    pub log_interval_secs: u64,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listen: None,
+            log_interval_secs: 300,
+        }
     }
 }
 

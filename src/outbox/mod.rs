@@ -18,6 +18,7 @@ use mail_send::smtp::message::Message;
 use tokio::sync::Notify;
 
 use crate::config::OutboxConfig;
+use crate::metrics::METRICS;
 use crate::store::{Change, TicketStore};
 use crate::ticket::{ReplyRecord, ReplyState, Ticket, now_rfc3339};
 
@@ -228,6 +229,7 @@ impl Outbox {
                     state = r.state.as_str(), attempts = r.attempts, note = %note,
                     "reply"
                 );
+                METRICS.reply(r.state);
                 if r.state != ReplyState::Queued {
                     self.forget(key);
                     return None;

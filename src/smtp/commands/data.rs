@@ -7,6 +7,7 @@ use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::forward::Outgoing;
+use crate::metrics::{METRICS, MessageKind};
 use crate::pipeline::{Envelope, Prepared};
 use crate::server::Phase;
 use crate::smtp::data::DataDecoder;
@@ -161,7 +162,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let Some(hop) = self.hop.as_mut() else {
             return Reply::new(451, "4.4.1", "Next hop connection lost, try again later");
         };
-        match hop.data(&outgoing).await {
+        let sent = Instant::now();
+        let result = hop.data(&outgoing).await;
+        METRICS.next_hop_latency(sent.elapsed());
+        match result {
             Ok(reply) => reply,
             Err(e) => {
                 tracing::warn!(session = %self.id, error = %e, "next hop failed during DATA");
@@ -173,6 +177,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     fn log_rejected(&self, reply: &Reply, started: Instant) {
+        METRICS.message(MessageKind::Rejected);
         let (from, rcpts) = match &self.state {
             State::Transaction(t) => (t.from.as_str(), t.rcpts.join(",")),
             _ => ("", String::new()),
@@ -209,6 +214,14 @@ fn log_summary(
     started: Instant,
 ) {
     let o = &prepared.outcome;
+    if !reply.is_positive() {
+        METRICS.message(MessageKind::Rejected);
+    } else if o.tickets.is_empty() {
+        METRICS.message(MessageKind::Passed);
+    }
+    for t in o.tickets.iter().filter(|_| reply.is_positive()) {
+        METRICS.message(MessageKind::Ticket(t.action));
+    }
     tracing::info!(
         target: "ticketgate::message",
         session,
