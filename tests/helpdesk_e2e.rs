@@ -43,8 +43,7 @@ const LONG_BODY: &str = "Buongiorno, la procedura di emissione ddt sul registro 
 
 impl Rig {
     async fn send(&self, from: &str, rcpts: &[&str], data: &[u8]) -> String {
-        let mut c = Client::connect(self.dg.gate.addr).await;
-        c.cmd("EHLO client.example.org", 250).await;
+        let mut c = Client::greeted(self.dg.gate.addr).await;
         let r = c.send_mail(from, rcpts, &wire(data)).await;
         c.cmd("QUIT", 221).await;
         r

@@ -37,8 +37,7 @@ async fn sixty_megabyte_messages_pass_with_flat_memory() {
         .enumerate()
     {
         let msg = big_message(to, 60 * 1024 * 1024);
-        let mut c = Client::connect(addr).await;
-        c.cmd("EHLO x", 250).await;
+        let mut c = Client::greeted(addr).await;
         let r = c.send_mail("op@caf.example", &[to], &wire(&msg)).await;
         assert!(r.starts_with("250"), "{r}");
         let got = &sink.messages()[i].data;

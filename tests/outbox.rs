@@ -16,8 +16,7 @@ fn mail(i: usize, from: &str) -> Vec<u8> {
 }
 
 async fn send(addr: std::net::SocketAddr, i: usize, from: &str) {
-    let mut c = Client::connect(addr).await;
-    c.cmd("EHLO x", 250).await;
+    let mut c = Client::greeted(addr).await;
     let r = c
         .send_mail(
             from,

@@ -50,8 +50,7 @@ async fn normal_mail_reaches_next_hop_byte_identical() {
 async fn dot_stuffing_is_correct_both_ways() {
     let (gate, sink) = gate_and_sink("").await;
     let content = b"Subject: dots\r\n\r\n.\r\n..\r\n.leading\r\n...three\r\nend.\r\n";
-    let mut c = Client::connect(gate.addr).await;
-    c.cmd("EHLO x", 250).await;
+    let mut c = Client::greeted(gate.addr).await;
     let reply = c
         .send_mail("a@b.example", &["c@d.example"], &wire(content))
         .await;
@@ -66,8 +65,7 @@ async fn eight_bit_body_passes_unchanged() {
     let mut content = b"Subject: =?UTF-8?Q?citt=C3=A0?=\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n".to_vec();
     content.extend_from_slice("perché è così: città, €\r\n".as_bytes());
     content.extend_from_slice(b"latin1: \xe8\xe0\xf9\r\n");
-    let mut c = Client::connect(gate.addr).await;
-    c.cmd("EHLO x", 250).await;
+    let mut c = Client::greeted(gate.addr).await;
     c.cmd("MAIL FROM:<a@b.example> BODY=8BITMIME SMTPUTF8", 250)
         .await;
     c.cmd("RCPT TO:<c@d.example>", 250).await;
@@ -81,8 +79,7 @@ async fn eight_bit_body_passes_unchanged() {
 #[tokio::test]
 async fn pipelined_commands_get_replies_in_order() {
     let (gate, sink) = gate_and_sink("").await;
-    let mut c = Client::connect(gate.addr).await;
-    c.cmd("EHLO x", 250).await;
+    let mut c = Client::greeted(gate.addr).await;
     let mut batch = b"MAIL FROM:<a@b.example>\r\nRCPT TO:<one@d.example>\r\nRCPT TO:<two@d.example>\r\nDATA\r\n".to_vec();
     c.send(&batch).await;
     c.expect(250).await;
@@ -115,8 +112,7 @@ async fn next_hop_rcpt_refusals_are_relayed_with_their_text() {
     })
     .await;
     let gate = start_gate(&sink.addr.to_string(), "").await;
-    let mut c = Client::connect(gate.addr).await;
-    c.cmd("EHLO x", 250).await;
+    let mut c = Client::greeted(gate.addr).await;
     c.cmd("MAIL FROM:<a@b.example>", 250).await;
     let r = c.cmd("RCPT TO:<unknown@d.example>", 550).await;
     assert!(
@@ -140,8 +136,7 @@ async fn data_refusal_is_relayed(reply: &str, code: u16) {
     })
     .await;
     let gate = start_gate(&sink.addr.to_string(), "").await;
-    let mut c = Client::connect(gate.addr).await;
-    c.cmd("EHLO x", 250).await;
+    let mut c = Client::greeted(gate.addr).await;
     let got = c
         .send_mail("a@b.example", &["c@d.example"], &wire(MSG))
         .await;
@@ -169,8 +164,7 @@ async fn next_hop_refusing_the_data_command_is_relayed() {
     })
     .await;
     let gate = start_gate(&sink.addr.to_string(), "").await;
-    let mut c = Client::connect(gate.addr).await;
-    c.cmd("EHLO x", 250).await;
+    let mut c = Client::greeted(gate.addr).await;
     let got = c
         .send_mail("a@b.example", &["c@d.example"], &wire(MSG))
         .await;
@@ -187,8 +181,7 @@ async fn next_hop_down_gives_451_441() {
         .unwrap()
         .port();
     let gate = start_gate(&format!("127.0.0.1:{port}"), "").await;
-    let mut c = Client::connect(gate.addr).await;
-    c.cmd("EHLO x", 250).await;
+    let mut c = Client::greeted(gate.addr).await;
     let r = c.cmd("MAIL FROM:<a@b.example>", 451).await;
     assert!(r.contains("4.4.1"), "{r}");
     gate.stop().await;
@@ -202,8 +195,7 @@ async fn next_hop_closing_mid_data_gives_451_and_nothing_delivered() {
     })
     .await;
     let gate = start_gate(&sink.addr.to_string(), "").await;
-    let mut c = Client::connect(gate.addr).await;
-    c.cmd("EHLO x", 250).await;
+    let mut c = Client::greeted(gate.addr).await;
     let got = c
         .send_mail("a@b.example", &["c@d.example"], &wire(MSG))
         .await;
@@ -231,8 +223,7 @@ async fn slow_next_hop_times_out_with_451() {
         "[limits]\nnext_hop_timeout_secs = 1\n",
     )
     .await;
-    let mut c = Client::connect(gate.addr).await;
-    c.cmd("EHLO x", 250).await;
+    let mut c = Client::greeted(gate.addr).await;
     let got = c
         .send_mail("a@b.example", &["c@d.example"], &wire(MSG))
         .await;
@@ -253,8 +244,7 @@ async fn idle_client_is_dropped_at_command_timeout() {
 #[tokio::test]
 async fn stalled_data_is_dropped_at_data_timeout_and_not_delivered() {
     let (gate, sink) = gate_and_sink("[limits]\ndata_timeout_secs = 1\n").await;
-    let mut c = Client::connect(gate.addr).await;
-    c.cmd("EHLO x", 250).await;
+    let mut c = Client::greeted(gate.addr).await;
     c.cmd("MAIL FROM:<a@b.example>", 250).await;
     c.cmd("RCPT TO:<c@d.example>", 250).await;
     c.cmd("DATA", 354).await;
@@ -268,8 +258,7 @@ async fn stalled_data_is_dropped_at_data_timeout_and_not_delivered() {
 #[tokio::test]
 async fn command_line_over_512_octets_gets_500_552_and_session_goes_on() {
     let (gate, _sink) = gate_and_sink("").await;
-    let mut c = Client::connect(gate.addr).await;
-    c.cmd("EHLO x", 250).await;
+    let mut c = Client::greeted(gate.addr).await;
     let long = format!("NOOP {}", "x".repeat(600));
     let r = c.cmd(&long, 500).await;
     assert!(r.contains("5.5.2"), "{r}");
@@ -298,8 +287,7 @@ async fn declared_size_over_limit_gets_552_534_at_mail() {
 #[tokio::test]
 async fn actual_size_over_limit_gets_552_and_nothing_forwarded() {
     let (gate, sink) = gate_and_sink("[limits]\nmax_message_size = 1000\n").await;
-    let mut c = Client::connect(gate.addr).await;
-    c.cmd("EHLO x", 250).await;
+    let mut c = Client::greeted(gate.addr).await;
     let big = format!("Subject: big\r\n\r\n{}\r\n", "a".repeat(2000));
     let r = c
         .send_mail("a@b.example", &["c@d.example"], &wire(big.as_bytes()))
@@ -317,8 +305,7 @@ async fn actual_size_over_limit_gets_552_and_nothing_forwarded() {
 #[tokio::test]
 async fn recipients_over_limit_get_452_453() {
     let (gate, sink) = gate_and_sink("[limits]\nmax_recipients = 2\n").await;
-    let mut c = Client::connect(gate.addr).await;
-    c.cmd("EHLO x", 250).await;
+    let mut c = Client::greeted(gate.addr).await;
     c.cmd("MAIL FROM:<a@b.example>", 250).await;
     c.cmd("RCPT TO:<r1@d.example>", 250).await;
     c.cmd("RCPT TO:<r2@d.example>", 250).await;
@@ -347,8 +334,7 @@ async fn connections_over_limit_get_421_470() {
 
 async fn smuggling_attempt_is_refused(data: &[u8]) {
     let (gate, sink) = gate_and_sink("").await;
-    let mut c = Client::connect(gate.addr).await;
-    c.cmd("EHLO x", 250).await;
+    let mut c = Client::greeted(gate.addr).await;
     let r = c.send_mail("a@b.example", &["c@d.example"], data).await;
     assert!(r.starts_with("554 5.6.0"), "{r}");
     // Nothing forwarded, and the smuggled commands were not run: the next
@@ -413,8 +399,7 @@ async fn shutdown_lets_a_running_transaction_finish_then_says_421() {
 #[tokio::test]
 async fn shutdown_grace_expiry_closes_a_stalled_transaction_with_421() {
     let (mut gate, sink) = gate_and_sink("[limits]\nshutdown_grace_secs = 1\n").await;
-    let mut c = Client::connect(gate.addr).await;
-    c.cmd("EHLO x", 250).await;
+    let mut c = Client::greeted(gate.addr).await;
     c.cmd("MAIL FROM:<a@b.example>", 250).await;
     gate.begin_stop();
     let r = c.reply().await;
@@ -458,9 +443,7 @@ async fn xforward_from_trusted_upstream_reaches_next_hop() {
 #[tokio::test]
 async fn xforward_and_xclient_from_untrusted_client_are_refused() {
     let sink = Sink::start(SinkBehaviour::default()).await;
-    let gate = start_gate(&sink.addr.to_string(), "").await;
-    // Make 127.0.0.1 untrusted by listing another upstream only.
-    gate.stop().await;
+    // 127.0.0.1 is untrusted when another upstream is the only one listed.
     let data_dir = tempfile::tempdir().unwrap();
     let mut config = test_config(&sink.addr.to_string(), data_dir.path(), "");
     config.server.trusted_upstreams = vec!["192.0.2.1".parse().unwrap()];
@@ -476,8 +459,7 @@ async fn xforward_and_xclient_from_untrusted_client_are_refused() {
 #[tokio::test]
 async fn rset_aborts_and_a_new_transaction_works() {
     let (gate, sink) = gate_and_sink("").await;
-    let mut c = Client::connect(gate.addr).await;
-    c.cmd("EHLO x", 250).await;
+    let mut c = Client::greeted(gate.addr).await;
     c.cmd("MAIL FROM:<a@b.example>", 250).await;
     c.cmd("RCPT TO:<first@d.example>", 250).await;
     c.cmd("RSET", 250).await;
@@ -510,8 +492,7 @@ async fn commands_out_of_order_get_503() {
 async fn maildir_next_hop_stores_the_message_byte_identical() {
     let maildir = tempfile::tempdir().unwrap();
     let gate = start_gate(&format!("maildir:{}", maildir.path().display()), "").await;
-    let mut c = Client::connect(gate.addr).await;
-    c.cmd("EHLO x", 250).await;
+    let mut c = Client::greeted(gate.addr).await;
     let r = c
         .send_mail("a@b.example", &["c@d.example"], &wire(MSG))
         .await;
@@ -541,8 +522,7 @@ async fn large_message_is_spooled_and_forwarded_intact() {
             content.extend_from_slice(b".dot at line start\r\n");
         }
     }
-    let mut c = Client::connect(gate.addr).await;
-    c.cmd("EHLO x", 250).await;
+    let mut c = Client::greeted(gate.addr).await;
     let r = c
         .send_mail("a@b.example", &["c@d.example"], &wire(&content))
         .await;

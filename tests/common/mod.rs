@@ -258,6 +258,13 @@ impl Client {
         c
     }
 
+    /// Connected and past EHLO, ready for a transaction.
+    pub async fn greeted(addr: SocketAddr) -> Client {
+        let mut c = Client::connect(addr).await;
+        c.cmd("EHLO client.test", 250).await;
+        c
+    }
+
     /// Reads one (possibly multi-line) reply; returns its full text.
     pub async fn reply(&mut self) -> String {
         let mut all = String::new();
