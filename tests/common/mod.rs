@@ -302,6 +302,12 @@ impl Client {
         self.expect(code).await
     }
 
+    /// Sends a command; returns the reply whatever its code.
+    pub async fn cmd_any(&mut self, line: &str) -> String {
+        self.send(format!("{line}\r\n").as_bytes()).await;
+        self.reply().await
+    }
+
     /// EHLO, MAIL, RCPTs, DATA; returns the reply to the end of data.
     pub async fn send_mail(&mut self, from: &str, rcpts: &[&str], wire_data: &[u8]) -> String {
         self.cmd(&format!("MAIL FROM:<{from}>"), 250).await;

@@ -8,8 +8,26 @@ use crate::forward::{HopError, MailParams, NextHopConn};
 use crate::smtp::reply::Reply;
 use crate::smtp::session::{Session, State, Transaction};
 
+/// The SIZE parameter of a MAIL line, read here rather than trusted from
+/// the parser: smtp-proto 0.2 wraps a long digit string around to a small
+/// number, which would let an oversized declaration through.
+fn declared_size(line: &[u8]) -> Result<Option<u128>, ()> {
+    let text = String::from_utf8_lossy(line);
+    let Some(value) = text.split_ascii_whitespace().skip(2).find_map(|p| {
+        p.get(..5)
+            .filter(|k| k.eq_ignore_ascii_case("SIZE="))
+            .map(|_| &p[5..])
+    }) else {
+        return Ok(None);
+    };
+    if value.is_empty() || value.len() > 30 || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(());
+    }
+    value.parse::<u128>().map(Some).map_err(|_| ())
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
-    pub(super) async fn handle_mail(&mut self, from: MailFrom<String>) {
+    pub(super) async fn handle_mail(&mut self, from: MailFrom<String>, line: &[u8]) {
         match self.state {
             State::Connected => {
                 return self.reply(Reply::new(503, "5.5.1", "Send EHLO or HELO first"));
@@ -20,7 +38,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             State::Ready => {}
         }
         let max = self.shared.config.limits.max_message_size;
-        if from.size as u64 > max {
+        let declared = match declared_size(line) {
+            Ok(size) => size,
+            Err(()) => return self.reply(Reply::new(501, "5.5.4", "Invalid SIZE parameter")),
+        };
+        if declared.is_some_and(|size| size > max as u128) {
             return self.reply(Reply::new(
                 552,
                 "5.3.4",
@@ -31,7 +53,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return self.reply(Reply::new(555, "5.5.4", "BODY=BINARYMIME not supported"));
         }
         let params = MailParams {
-            size: (from.size > 0).then_some(from.size as u64),
+            size: declared.map(|s| s as u64),
             eight_bit: from.flags & MAIL_BODY_8BITMIME != 0,
             smtputf8: from.flags & MAIL_SMTPUTF8 != 0,
         };
@@ -114,5 +136,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             txn.rcpts.push(to.address);
         }
         self.reply(reply);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::declared_size;
+
+    #[test]
+    fn size_parameter_is_read_without_wrapping() {
+        assert_eq!(declared_size(b"MAIL FROM:<a@b> SIZE=1000"), Ok(Some(1000)));
+        assert_eq!(
+            declared_size(b"MAIL FROM:<a@b> BODY=8BITMIME size=7"),
+            Ok(Some(7))
+        );
+        assert_eq!(declared_size(b"MAIL FROM:<a@b>"), Ok(None));
+        assert_eq!(
+            declared_size(b"MAIL FROM:<a@b> SIZE=99999999999999999999999999"),
+            Ok(Some(99999999999999999999999999))
+        );
+        assert_eq!(declared_size(b"MAIL FROM:<a@b> SIZE=-1"), Err(()));
+        assert_eq!(declared_size(b"MAIL FROM:<a@b> SIZE="), Err(()));
     }
 }

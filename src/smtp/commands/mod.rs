@@ -38,7 +38,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         match request {
             Request::Ehlo { host } => self.handle_ehlo(host, true).await,
             Request::Helo { host } => self.handle_ehlo(host, false).await,
-            Request::Mail { from } => self.handle_mail(from).await,
+            Request::Mail { from } => self.handle_mail(from, line).await,
             Request::Rcpt { to } => self.handle_rcpt(to).await,
             Request::Data => return self.handle_data().await,
             Request::Rset => self.handle_rset().await,
