@@ -149,10 +149,12 @@ async fn regression_size_overflow_wrapped_to_a_small_value_in_smtp_proto() {
     let sink = Sink::start(SinkBehaviour::default()).await;
     let gate = start_gate(&sink.addr.to_string(), "").await;
     let mut c = Client::greeted(gate.addr).await;
+    // smtp-proto 0.2 parses this as a small number; it must still count as
+    // far over the limit.
     let r = c
         .cmd_any("MAIL FROM:<a@b.example> SIZE=99999999999999999999999999")
         .await;
-    assert!(r.starts_with("552") || r.starts_with("501"), "{r}");
+    assert!(r.starts_with("552 5.3.4"), "{r}");
     c.cmd("MAIL FROM:<a@b.example> SIZE=-1", 501).await;
     c.cmd("NOOP", 250).await;
     gate.stop().await;
