@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use common::*;
 
-const TOTAL: usize = 60;
-const KILL_AFTER: usize = 25;
+const TOTAL: usize = 200;
+const KILL_AFTER: usize = 80;
 
 fn message(i: usize) -> Vec<u8> {
     format!(

@@ -190,3 +190,50 @@ async fn five_hundred_idle_connections_do_not_stop_a_real_message_and_are_droppe
     tokio::time::sleep(Duration::from_millis(100)).await;
     gate.stop().await;
 }
+
+/// The store's disk refuses writes (here: a file size limit on the whole
+/// process): helpdesk mail gets 451 and is not forwarded, never 250.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_disk_gives_451_never_250() {
+    let sink = Sink::start(SinkBehaviour::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let port = free_port();
+    let script = format!(
+        "trap '' XFSZ; ulimit -f 256; exec {} serve --config {} --listen 127.0.0.1:{port} --next-hop {} --data-dir {} --control {}",
+        env!("CARGO_BIN_EXE_ticketgate"),
+        repo_path("config/ticketgate.toml").display(),
+        sink.addr,
+        data.display(),
+        data.join("c.sock").display()
+    );
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut up = false;
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let result = async {
+        assert!(up, "ticketgate started");
+        // 512 KiB: more than the 256 KiB any file may grow to.
+        let mut msg = b"From: op@caf.example\r\nTo: nuovocaso@projectpp.it\r\nSubject: Registro IVA bloccato\r\nMessage-ID: <full@caf.example>\r\n\r\n".to_vec();
+        while msg.len() < 512 * 1024 {
+            msg.extend_from_slice(b"Il registro IVA vendite non si chiude, ecco il log completo.\r\n");
+        }
+        let mut c = Client::greeted(([127, 0, 0, 1], port).into()).await;
+        let r = c.send_mail("op@caf.example", &["nuovocaso@projectpp.it"], &wire(&msg)).await;
+        assert!(r.starts_with("451 4.3.0"), "{r}");
+        assert!(sink.messages().is_empty(), "nothing forwarded");
+    }
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    result
+}

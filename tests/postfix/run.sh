@@ -18,6 +18,7 @@
 # failure, after printing the Postfix and ticketgate log tails.
 # KEEP=1 keeps the work directory for a look afterwards.
 set -euo pipefail
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/ticketgate-target}
@@ -58,28 +59,16 @@ wait_for() {
     done
 }
 
-for tool in postfix postconf postqueue smtp-sink smtp-source swaks python3 timeout; do
-    command -v "$tool" >/dev/null || die "$tool not installed (apt-get install postfix swaks)"
-done
-[[ $(id -u) == 0 ]] || die "must run as root (Postfix's master needs it)"
-[[ -x $BIN ]] || die "ticketgate binary not found: $BIN (cargo build, or set TICKETGATE_BIN)"
-id postfix >/dev/null 2>&1 || die "no postfix user (mail_owner)"
-getent group postdrop >/dev/null || die "no postdrop group (setgid_group)"
-
 # --------------------------------------------------------------------------
 # Work directory and clean-up.
-W=$(mktemp -d /tmp/ticketgate-postfix-e2e.XXXXXX)
-# Postfix daemons (user postfix) and smtp-sink (user nobody) must get in.
-chmod 0755 "$W"
-PF=$W/postfix          # config_directory
-SPOOL=$W/spool         # queue_directory
-PFDATA=$W/pfdata       # data_directory
-LOGS=$W/log
-mkdir -p "$PF" "$LOGS"
-PFLOG=$LOGS/postfix.log
-touch "$PFLOG"
+W=
+PF=
+SPOOL=
+LOGS=
+PFLOG=
 SINK_PID=
 TG_PID=
+TG_EXIT=
 TG_LOG=
 MODE=setup
 
@@ -99,7 +88,8 @@ stop_ticketgate() {
         say "ticketgate did not stop on SIGTERM; killing it"
         kill -KILL "$TG_PID" 2>/dev/null || true
     fi
-    wait "$TG_PID" 2>/dev/null || true
+    TG_EXIT=0
+    wait "$TG_PID" 2>/dev/null || TG_EXIT=$?
     TG_PID=
 }
 
@@ -122,8 +112,10 @@ stop_sink() {
 }
 
 show_logs() {
-    say "---- mode $MODE: last lines of the Postfix log ($PFLOG)"
-    tail -n 60 "$PFLOG" 2>/dev/null || true
+    say "---- mode $MODE: Postfix warnings and errors ($PFLOG)"
+    grep -E 'warning|error|fatal|panic|reject|status=(deferred|bounced)' "$PFLOG" | tail -n 30
+    say "---- last lines of the Postfix log"
+    tail -n 40 "$PFLOG" 2>/dev/null || true
     [[ -s $LOGS/postfix-cmd.log ]] && {
         say "---- postfix command output"
         tail -n 20 "$LOGS/postfix-cmd.log"
@@ -145,14 +137,16 @@ cleanup() {
     local rc=$?
     trap - EXIT INT TERM
     set +e
-    ((FAILED > 0 || rc != 0)) && show_logs
-    stop_ticketgate
-    stop_postfix
-    stop_sink
-    if [[ ${KEEP:-} == 1 ]]; then
-        say "work directory kept: $W"
-    else
-        rm -rf "$W"
+    if [[ -n $W ]]; then
+        ((FAILED > 0 || rc != 0)) && show_logs
+        stop_ticketgate
+        stop_postfix
+        stop_sink
+        if [[ ${KEEP:-} == 1 ]]; then
+            say "work directory kept: $W"
+        else
+            rm -rf "$W"
+        fi
     fi
     ((rc == 0 && FAILED > 0)) && rc=1
     ((rc != 0 && FAILED == 0)) && FAILED=1
@@ -161,6 +155,25 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+for tool in postfix postconf postqueue smtp-sink smtp-source swaks python3 timeout; do
+    command -v "$tool" >/dev/null || die "$tool not installed (apt-get install postfix swaks)"
+done
+[[ $(id -u) == 0 ]] || die "must run as root (Postfix's master needs it)"
+[[ -x $BIN ]] || die "ticketgate binary not found: $BIN (cargo build, or set TICKETGATE_BIN)"
+id postfix >/dev/null 2>&1 || die "no postfix user (mail_owner)"
+getent group postdrop >/dev/null || die "no postdrop group (setgid_group)"
+
+W=$(mktemp -d /tmp/ticketgate-postfix-e2e.XXXXXX)
+# Postfix daemons (user postfix) and smtp-sink (user nobody) must get in.
+chmod 0755 "$W"
+PF=$W/postfix          # config_directory
+SPOOL=$W/spool         # queue_directory
+PFDATA=$W/pfdata       # data_directory
+LOGS=$W/log
+mkdir -p "$PF" "$LOGS"
+PFLOG=$LOGS/postfix.log
+touch "$PFLOG"
 
 # --------------------------------------------------------------------------
 # Ports: free loopback ports below the ephemeral range (32768-), so the
@@ -275,23 +288,46 @@ anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd'
 
-# The re-injection listener, as in packaging/postfix/*.master.cf (the
-# recipient restrictions add the e2e reject map).
-reinject_service() {
-    local extra=$1
-    cat <<EOF
-127.0.0.1:$REINJECT_PORT inet n  -       n       -       10      smtpd
-  -o syslog_name=postfix/reinject
-$extra
-  -o smtpd_authorized_xforward_hosts=127.0.0.0/8
-  -o smtpd_client_restrictions=
-  -o smtpd_helo_restrictions=
-  -o smtpd_sender_restrictions=
-  -o smtpd_relay_restrictions=
-  -o smtpd_recipient_restrictions=\$e2e_reinject_recipient_restrictions
-  -o smtpd_data_restrictions=
-  -o mynetworks=127.0.0.0/8
-EOF
+# The shipped snippet packaging/postfix/FILE, made private: its ports
+# (10025 ticketgate, 10026 re-injection, the public "smtp inet") become
+# the ones picked above, chroot is off (a private queue directory has no
+# chroot jail), each service gets its own syslog_name, and the
+# re-injection smtpd's recipient restrictions gain the e2e reject map.
+# Fails if the snippet no longer has what is replaced.
+snippet() {
+    python3 - "$ROOT/packaging/postfix/$1" "$PUBLIC_PORT" "$TG_PORT" "$REINJECT_PORT" <<'PYEOF'
+import sys
+path, public, tg, reinject = sys.argv[1:]
+out, seen = [], set()
+for line in open(path):
+    line = line.rstrip("\n")
+    if not line.strip() or line.lstrip().startswith("#"):
+        continue
+    if line[0].isspace():
+        if "smtpd_recipient_restrictions=permit_mynetworks,reject" in line:
+            line = line.replace("permit_mynetworks,reject", "$e2e_reinject_recipient_restrictions")
+            seen.add("restrictions")
+        if "127.0.0.1:10025" in line:
+            seen.add("filter")
+        out.append(line.replace("127.0.0.1:10025", "127.0.0.1:" + tg))
+        continue
+    f = line.split()
+    if f[0] == "smtp" and f[1] == "inet":
+        f[0], name = "127.0.0.1:" + public, "public"
+        seen.add("public")
+    elif f[0] == "127.0.0.1:10026":
+        f[0], name = "127.0.0.1:" + reinject, "reinject"
+        seen.add("reinject")
+    else:
+        name = f[0]
+    f[4] = "n"
+    out.append("  ".join(f))
+    out.append("  -o syslog_name=postfix/" + name)
+need = {"reinject", "restrictions"} | ({"public", "filter"} if "before-queue" in path else set())
+if need - seen:
+    sys.exit("%s: no %s to adapt" % (path, ", ".join(sorted(need - seen))))
+print("\n".join(out))
+PYEOF
 }
 
 write_master_cf() {
@@ -299,26 +335,20 @@ write_master_cf() {
     {
         echo "$BASE_MASTER_CF"
         if [[ $mode == A ]]; then
+            snippet before-queue-proxy.master.cf
+            # The same proxy without speed_adjust: refusals at RCPT time.
             cat <<EOF
-127.0.0.1:$PUBLIC_PORT inet n  -       n       -       20      smtpd
-  -o syslog_name=postfix/public
+127.0.0.1:$DIRECT_PORT inet n  -       n       -       20      smtpd
+  -o syslog_name=postfix/direct
   -o smtpd_proxy_filter=127.0.0.1:$TG_PORT
-  -o smtpd_proxy_options=speed_adjust
-  -o smtpd_proxy_timeout=60s
+  -o smtpd_proxy_timeout=300s
 EOF
-            reinject_service "  -o receive_override_options=no_unknown_recipient_checks"
         else
             cat <<EOF
 127.0.0.1:$PUBLIC_PORT inet n  -       n       -       20      smtpd
   -o syslog_name=postfix/public
-ticketgate unix  -       -       n       -       10      smtp
-  -o syslog_name=postfix/ticketgate
-  -o smtp_send_xforward_command=yes
-  -o disable_mime_output_conversion=yes
-  -o smtp_data_done_timeout=60s
 EOF
-            reinject_service "  -o content_filter=
-  -o receive_override_options=no_header_body_checks,no_milters,no_unknown_recipient_checks"
+            snippet content-filter.master.cf
         fi
     } >"$PF/master.cf"
 }
@@ -326,7 +356,7 @@ EOF
 start_postfix() {
     local mode=$1
     write_main_cf "$mode"
-    write_master_cf "$mode"
+    write_master_cf "$mode" || { say "cannot write master.cf"; return 1; }
     # Like /var/spool/postfix: root's; postfix creates what is inside.
     mkdir -p "$SPOOL"
     chmod 0755 "$SPOOL"
@@ -336,17 +366,31 @@ start_postfix() {
         { bad "mode $mode: postfix -c DIR check passes"; printf '%s\n' "$out"; return 1; }
     timeout 60 postfix -c "$PF" start </dev/null >>"$LOGS/postfix-cmd.log" 2>&1 ||
         { say "postfix start failed"; return 1; }
-    wait_for 20 listening "$PUBLIC_PORT" && wait_for 20 listening "$REINJECT_PORT" ||
+    wait_for 20 listening "$PUBLIC_PORT" && wait_for 20 listening "$REINJECT_PORT" &&
+        { [[ $mode == B ]] || wait_for 20 listening "$DIRECT_PORT"; } ||
         { say "Postfix does not listen on $PUBLIC_PORT / $REINJECT_PORT"; return 1; }
 }
 
-# Every Postfix process of the instance runs as mail_owner, but the master.
-check_daemon_users() {
-    local master pids bad_users
+# Every Postfix daemon of the instance runs as mail_owner; only the master
+# stays root. (A daemon is root for the moment between fork and dropping
+# privileges, hence the retry.)
+ROOT_DAEMONS=
+DAEMON_COUNT=0
+daemons_unprivileged() {
+    local master
     master=$(master_pid) || return 1
-    pids=$(pgrep -P "$master") || return 1
-    bad_users=$(ps -o user= -p "$(echo $pids | tr ' ' ,)" | sort -u | grep -vx postfix || true)
-    [[ -z $bad_users ]] || { say "daemons running as: $bad_users"; return 1; }
+    local procs
+    procs=$(ps -o user=,pid=,args= --ppid "$master")
+    DAEMON_COUNT=$(grep -c . <<<"$procs")
+    ROOT_DAEMONS=$(awk '$1 != "postfix"' <<<"$procs")
+    ((DAEMON_COUNT > 0)) && [[ -z $ROOT_DAEMONS ]]
+}
+check_daemon_users() {
+    wait_for 5 daemons_unprivileged || {
+        say "daemons not running as postfix: $ROOT_DAEMONS"
+        return 1
+    }
+    say "$DAEMON_COUNT daemons of master $(master_pid), all user postfix"
 }
 
 # --------------------------------------------------------------------------
@@ -382,7 +426,7 @@ send() {
     local id=$1 to=$2
     shift 2
     local rc=0
-    timeout 60 swaks --server "127.0.0.1:$PUBLIC_PORT" --timeout 30 \
+    timeout 60 swaks --server "127.0.0.1:${PUBLIC:-$PUBLIC_PORT}" --timeout 30 \
         --helo client.example.org \
         --from "${FROM:-mario.rossi@example.org}" --to "$to" \
         --header "Message-Id: <$id@e2e.example.org>" \
@@ -460,8 +504,8 @@ queue_empty() {
 # ==========================================================================
 # Mode A: before-queue proxy.
 MODE=A
-read -r PUBLIC_PORT TG_PORT REINJECT_PORT < <(free_ports 3)
-say "mode A: public 127.0.0.1:$PUBLIC_PORT -> ticketgate :$TG_PORT -> reinject :$REINJECT_PORT -> sink :$SINK_PORT"
+read -r PUBLIC_PORT DIRECT_PORT TG_PORT REINJECT_PORT < <(free_ports 4)
+say "mode A: public 127.0.0.1:$PUBLIC_PORT (and :$DIRECT_PORT without speed_adjust) -> ticketgate :$TG_PORT -> reinject :$REINJECT_PORT -> sink :$SINK_PORT"
 start_ticketgate "$W/tg-A" || die "mode A: ticketgate did not start"
 start_postfix A || die "mode A: Postfix did not start"
 check "mode A: Postfix daemons run as postfix" check_daemon_users
@@ -477,12 +521,27 @@ check_untagged A A-other
 
 check_smtp_source A
 
-# The next hop's 550 at RCPT reaches the client through the proxy. swaks
-# exits 24 when no recipient was accepted.
-rc=0; send A-reject reject@example.net --header "Subject: prova" --body "prova" || rc=$?
-check "mode A: swaks to reject@example.net fails at RCPT (exit 24, got $rc)" test "$rc" = 24
-check "mode A: the client saw 550 in reply to RCPT" \
-    grep -qE '^ *<\*\* +550[ -]5\.1\.1 .*e2e says no such user' "$LOGS/swaks-A-reject.log"
+# The next hop's 550 for a recipient reaches the client through the proxy.
+# With speed_adjust Postfix talks to ticketgate only once the whole message
+# is in, so the refusal comes at end of DATA (swaks exits 26); without it
+# (the $DIRECT_PORT listener) ticketgate relays it at RCPT (swaks exits 24,
+# "no recipient accepted").
+REJECT_RE='^ *<\*\* +550[ -]5\.1\.1 .*e2e says no such user'
+rc=0; send A-reject-speed reject@example.net --header "Subject: prova" --body "prova" || rc=$?
+check "mode A (speed_adjust): swaks to reject@example.net refused after DATA (exit 26, got $rc)" \
+    test "$rc" = 26
+check "mode A (speed_adjust): the client saw the next hop's 550" \
+    grep -qE "$REJECT_RE" "$LOGS/swaks-A-reject-speed.log"
+rc=0; PUBLIC=$DIRECT_PORT send A-reject-rcpt reject@example.net --header "Subject: prova" --body "prova" || rc=$?
+check "mode A (no speed_adjust): swaks to reject@example.net refused at RCPT (exit 24, got $rc)" \
+    test "$rc" = 24
+rcpt_reply_rejected() {
+    grep -A1 -F -- '-> RCPT TO:<reject@example.net>' "$LOGS/swaks-A-reject-rcpt.log" |
+        grep -qE "$REJECT_RE"
+}
+check "mode A (no speed_adjust): the 550 is the reply to RCPT" rcpt_reply_rejected
+check "mode A: no refused message reached the sink" \
+    eval '! has_dump "X-E2E-Id: A-reject"'
 
 # XFORWARD: the real client address reaches ticketgate's log.
 rc=0; send_mago A-xforward --local-interface 127.0.0.2 || rc=$?
@@ -523,7 +582,8 @@ check 'mode B: summary log line has "client":"127.0.0.2"' \
 
 # ticketgate down: Postfix keeps the message queued, deferred; nothing lost.
 stop_ticketgate
-check "mode B: ticketgate stopped on SIGTERM" eval '! listening "$TG_PORT"'
+check "mode B: ticketgate exits 0 on SIGTERM (got $TG_EXIT)" test "$TG_EXIT" = 0
+check "mode B: nothing listens on the ticketgate port" eval '! listening "$TG_PORT"'
 rc=0; FROM=deferred@example.org send_mago B-deferred || rc=$?
 check "mode B: swaks accepted while ticketgate is down" test "$rc" = 0
 check "mode B: the message is deferred in the private queue" \
@@ -533,6 +593,8 @@ check "mode B: the deferred message did not reach the sink" eval '! has_dump "X-
 start_ticketgate "$W/tg-B" || die "mode B: ticketgate did not restart"
 timeout 10 postqueue -c "$PF" -f >>"$LOGS/postfix-cmd.log" 2>&1 || true
 check_tagged B B-deferred
+check "mode B: B-deferred delivered exactly once" \
+    test "$(grep -rlF -- "X-E2E-Id: B-deferred" "$SINK" | wc -l)" = 1
 check "mode B: the queue is empty after the flush" wait_for 30 queue_empty
 
 say "run time $((SECONDS - T0))s"
