@@ -533,3 +533,18 @@ async fn large_message_is_spooled_and_forwarded_intact() {
     assert_eq!(std::fs::read_dir(&spool).map(|d| d.count()).unwrap_or(0), 0);
     gate.stop().await;
 }
+
+#[tokio::test]
+async fn shutdown_grace_expiry_closes_a_client_stalled_in_data() {
+    let (mut gate, sink) = gate_and_sink("[limits]\nshutdown_grace_secs = 1\n").await;
+    let mut c = Client::greeted(gate.addr).await;
+    c.cmd("MAIL FROM:<a@b.example>", 250).await;
+    c.cmd("RCPT TO:<c@d.example>", 250).await;
+    c.cmd("DATA", 354).await;
+    c.send(b"Subject: half\r\n\r\nhalf a message").await;
+    gate.begin_stop();
+    let r = c.reply().await;
+    assert!(r.starts_with("421 4.3.2"), "{r}");
+    assert!(sink.messages().is_empty());
+    gate.stop().await;
+}

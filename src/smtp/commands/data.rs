@@ -79,10 +79,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             if *self.phase.borrow() == Phase::Closing {
                 return Err(DataFailure::Fatal(shutting_down()));
             }
-            let read = self
-                .io
-                .read_chunk(timeout, |bytes| decoder.feed(bytes, &mut decoded))
-                .await;
+            // A client stalled in DATA must not hold the shutdown past its
+            // grace period: the read races the phase change.
+            let read = tokio::select! {
+                read = self.io.read_chunk(timeout, |bytes| decoder.feed(bytes, &mut decoded)) => read,
+                changed = self.phase.changed() => match changed {
+                    Ok(()) => continue,
+                    // The server is gone: nothing will say Closing any more.
+                    Err(_) => return Err(DataFailure::Fatal(shutting_down())),
+                },
+            };
             match read {
                 Ok(()) => {}
                 Err(ReadError::Timeout) => {
