@@ -6,5 +6,5 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 command -v cargo-deb >/dev/null || cargo install cargo-deb --locked
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ticketgate-target}"
-cargo deb --locked --output "$CARGO_TARGET_DIR/debian/"
+cargo deb --locked --strip --output "$CARGO_TARGET_DIR/debian/"
 ls -l "$CARGO_TARGET_DIR"/debian/*.deb
