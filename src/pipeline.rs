@@ -215,22 +215,21 @@ impl Pipeline {
                 };
                 Change::Update {
                     id: f.ticket_id.clone(),
-                    dedupe_key: dedupe_key.clone(),
+                    dedupe_key,
                     apply: Box::new(move |t: &mut Ticket| {
                         lifecycle::apply_followup(t, followup_input);
                         Ok(())
                     }),
                 }
             }
-            _ => self.new_ticket_change(
+            _ => new_ticket_change(
                 desks,
                 input,
                 desk,
                 &class,
                 record,
-                reply_to,
-                suppressed,
-                dedupe_key.clone(),
+                (reply_to, suppressed),
+                dedupe_key,
             ),
         };
         let stored = desks
@@ -239,96 +238,6 @@ impl Pipeline {
             .await
             .map_err(|e| store_failure(input.envelope, e))?;
         Ok(describe(stored, desk, input, &class, followup.as_ref()))
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn new_ticket_change(
-        &self,
-        desks: &Arc<Helpdesks>,
-        input: &MessageInput<'_>,
-        desk: &HelpdeskConfig,
-        class: &Classification,
-        record: MessageRecord,
-        reply_to: String,
-        suppressed: Option<ReasonCode>,
-        dedupe_key: Option<String>,
-    ) -> Change {
-        let mut reasons: Vec<ReasonCode> = vec![ReasonCode::RouteHelpdeskAddress];
-        reasons.extend(input.routing.ignored.iter().map(|(_, r)| *r));
-        reasons.extend(input.mail.reasons.iter().copied());
-        reasons.extend(class.reasons.iter().copied());
-        reasons.extend(input.verdict.reasons.iter().copied());
-        reasons.extend(suppressed);
-        let requester = lifecycle::sender_of(input.mail, input.envelope.from);
-        let now = now_rfc3339();
-        let ticket = Ticket {
-            id: String::new(),
-            helpdesk: desk.name.clone(),
-            queue: desk.queues[input.routed.queue].queue_name().to_string(),
-            procedure: class.procedure.clone(),
-            sector: class.sector.clone(),
-            urgency: class.urgency,
-            contract: class.contract.clone(),
-            status: if class.vague {
-                Status::Suspended
-            } else {
-                Status::Open
-            },
-            severity: None,
-            category: None,
-            requester: requester.clone(),
-            subject: input.mail.subject.clone(),
-            created_at: now.clone(),
-            due_at: None,
-            assignee: None,
-            recipients: input.routed.recipients.clone(),
-            reasons,
-            messages: vec![record],
-            replies: Vec::new(),
-            history: vec![HistoryEntry {
-                at: now,
-                by: requester,
-                event: if class.vague {
-                    "created suspended (quality check)"
-                } else {
-                    "created"
-                }
-                .into(),
-            }],
-        };
-        let prefix = desk.ticket_prefix.clone();
-        let desks = desks.clone();
-        let desk = desk.clone();
-        let vague = class.vague;
-        let finish = move |t: &mut Ticket| {
-            if suppressed.is_none() {
-                let missing = match (vague, &desk.rules.quality_message) {
-                    (true, Some(text)) => text.clone(),
-                    _ => String::new(),
-                };
-                let extra = crate::outbox::render::Extra {
-                    message: String::new(),
-                    missing,
-                };
-                let first = t.messages.first().cloned();
-                desks.auto_reply(
-                    &desk,
-                    t,
-                    ReplyKind::Created,
-                    &reply_to,
-                    first.as_ref(),
-                    &extra,
-                );
-            }
-            Ok(())
-        };
-        Change::Create {
-            prefix,
-            year: time::OffsetDateTime::now_utc().year(),
-            ticket,
-            dedupe_key,
-            finish: Some(Box::new(finish)),
-        }
     }
 
     /// Called with the next hop's reply; returns the reply for our client.
@@ -361,6 +270,95 @@ impl Pipeline {
             }
         }
         hop_reply.clone()
+    }
+}
+
+/// A new ticket for this message, with its confirmation drafted once the
+/// writer has given it an id.
+fn new_ticket_change(
+    desks: &Arc<Helpdesks>,
+    input: &MessageInput<'_>,
+    desk: &HelpdeskConfig,
+    class: &Classification,
+    record: MessageRecord,
+    (reply_to, suppressed): (String, Option<ReasonCode>),
+    dedupe_key: Option<String>,
+) -> Change {
+    let mut reasons: Vec<ReasonCode> = vec![ReasonCode::RouteHelpdeskAddress];
+    reasons.extend(input.routing.ignored.iter().map(|(_, r)| *r));
+    reasons.extend(input.mail.reasons.iter().copied());
+    reasons.extend(class.reasons.iter().copied());
+    reasons.extend(input.verdict.reasons.iter().copied());
+    reasons.extend(suppressed);
+    let requester = lifecycle::sender_of(input.mail, input.envelope.from);
+    let now = now_rfc3339();
+    let ticket = Ticket {
+        id: String::new(),
+        helpdesk: desk.name.clone(),
+        queue: desk.queues[input.routed.queue].queue_name().to_string(),
+        procedure: class.procedure.clone(),
+        sector: class.sector.clone(),
+        urgency: class.urgency,
+        contract: class.contract.clone(),
+        status: if class.vague {
+            Status::Suspended
+        } else {
+            Status::Open
+        },
+        severity: None,
+        category: None,
+        requester: requester.clone(),
+        subject: input.mail.subject.clone(),
+        created_at: now.clone(),
+        due_at: None,
+        assignee: None,
+        recipients: input.routed.recipients.clone(),
+        reasons,
+        messages: vec![record],
+        replies: Vec::new(),
+        history: vec![HistoryEntry {
+            at: now,
+            by: requester,
+            event: if class.vague {
+                "created suspended (quality check)"
+            } else {
+                "created"
+            }
+            .into(),
+        }],
+    };
+    let prefix = desk.ticket_prefix.clone();
+    let desks = desks.clone();
+    let desk = desk.clone();
+    let vague = class.vague;
+    let finish = move |t: &mut Ticket| {
+        if suppressed.is_none() {
+            let missing = match (vague, &desk.rules.quality_message) {
+                (true, Some(text)) => text.clone(),
+                _ => String::new(),
+            };
+            let extra = crate::outbox::render::Extra {
+                message: String::new(),
+                missing,
+            };
+            let first = t.messages.first().cloned();
+            desks.auto_reply(
+                &desk,
+                t,
+                ReplyKind::Created,
+                &reply_to,
+                first.as_ref(),
+                &extra,
+            );
+        }
+        Ok(())
+    };
+    Change::Create {
+        prefix,
+        year: time::OffsetDateTime::now_utc().year(),
+        ticket,
+        dedupe_key,
+        finish: Some(Box::new(finish)),
     }
 }
 
