@@ -168,6 +168,9 @@ impl Outbox {
             Ok(c) => c,
             Err(e) => return Attempt::Retry(format!("relay {relay}: {e}")),
         };
+        // mail-send writes the body and the final dot in two writes; with
+        // Nagle on, the second waits for a delayed ACK (40 ms a reply).
+        let _ = client.stream.set_nodelay(true);
         // RFC 3834 §3.3: an automatic response goes out with a null
         // return path, so it can never cause a bounce loop.
         let message = Message::new("", [reply.to.as_str()], reply.raw.as_bytes());
