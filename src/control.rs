@@ -27,41 +27,46 @@ pub struct Request {
     pub actor: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The operations, as sent over the socket and as `ticketgate tickets`
+/// subcommands (one definition for both).
+#[derive(Debug, Clone, Serialize, Deserialize, clap::Subcommand)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Op {
+    /// List tickets.
     List {
+        #[arg(long, value_enum)]
         status: Option<Status>,
+        #[arg(long)]
         helpdesk: Option<String>,
     },
-    Show {
-        id: String,
-    },
+    /// Show one ticket.
+    Show { id: String },
+    /// Take a ticket in charge.
     Take {
         id: String,
+        #[arg(long)]
         by: String,
     },
-    Severity {
-        id: String,
-        level: String,
-    },
+    /// Set the severity (sets the resolution deadline).
+    Severity { id: String, level: String },
+    /// Classify as incident or maintenance (Manutenzione Ordinaria).
     Classify {
         id: String,
+        #[arg(value_enum)]
         category: Category,
     },
+    /// Suspend with an information request mailed to the requester.
     Suspend {
         id: String,
+        #[arg(long)]
         message: String,
     },
-    Resume {
-        id: String,
-    },
-    Close {
-        id: String,
-    },
-    Reopen {
-        id: String,
-    },
+    /// Resume a suspended ticket.
+    Resume { id: String },
+    /// Close a ticket.
+    Close { id: String },
+    /// Reopen a closed ticket.
+    Reopen { id: String },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

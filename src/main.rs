@@ -56,53 +56,7 @@ struct TicketsArgs {
     #[arg(long = "as", global = true)]
     actor: Option<String>,
     #[command(subcommand)]
-    command: TicketCommand,
-}
-
-#[derive(Subcommand)]
-enum TicketCommand {
-    /// List tickets.
-    List {
-        #[arg(long)]
-        status: Option<String>,
-        #[arg(long)]
-        helpdesk: Option<String>,
-    },
-    /// Show one ticket.
-    Show {
-        id: String,
-    },
-    /// Take a ticket in charge.
-    Take {
-        id: String,
-        #[arg(long)]
-        by: String,
-    },
-    /// Set the severity (sets the resolution deadline).
-    Severity {
-        id: String,
-        level: String,
-    },
-    /// Classify as incident or maintenance (Manutenzione Ordinaria).
-    Classify {
-        id: String,
-        category: String,
-    },
-    /// Suspend with an information request mailed to the requester.
-    Suspend {
-        id: String,
-        #[arg(long)]
-        message: String,
-    },
-    Resume {
-        id: String,
-    },
-    Close {
-        id: String,
-    },
-    Reopen {
-        id: String,
-    },
+    command: ticketgate::control::Op,
 }
 
 #[derive(clap::Args)]

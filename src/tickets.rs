@@ -4,20 +4,17 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use ticketgate::config::Config;
-use ticketgate::control::{self, Op, Request, Response};
-use ticketgate::ticket::{Category, Status, Ticket};
+use ticketgate::control::{self, Request, Response};
+use ticketgate::ticket::Ticket;
 
-use crate::{TicketCommand, TicketsArgs};
+use crate::TicketsArgs;
 
 pub fn run(args: TicketsArgs) -> ExitCode {
     let socket = match socket_path(&args) {
         Ok(p) => p,
         Err(e) => return fail(&e),
     };
-    let op = match op_of(args.command) {
-        Ok(op) => op,
-        Err(e) => return fail(&e),
-    };
+    let op = args.command;
     let by = args.actor.or_else(|| std::env::var("USER").ok());
     let request = Request { op, actor: by };
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -53,45 +50,6 @@ fn socket_path(args: &TicketsArgs) -> Result<PathBuf, String> {
     Config::load(config)
         .map(|c| c.control_path())
         .map_err(|e| e.to_string())
-}
-
-fn op_of(command: TicketCommand) -> Result<Op, String> {
-    Ok(match command {
-        TicketCommand::List { status, helpdesk } => Op::List {
-            status: status.map(|s| parse_status(&s)).transpose()?,
-            helpdesk,
-        },
-        TicketCommand::Show { id } => Op::Show { id },
-        TicketCommand::Take { id, by } => Op::Take { id, by },
-        TicketCommand::Severity { id, level } => Op::Severity { id, level },
-        TicketCommand::Classify { id, category } => Op::Classify {
-            id,
-            category: match category.to_ascii_lowercase().as_str() {
-                "incident" => Category::Incident,
-                "maintenance" | "manutenzione" => Category::Maintenance,
-                other => {
-                    return Err(format!(
-                        "category must be incident or maintenance, not {other}"
-                    ));
-                }
-            },
-        },
-        TicketCommand::Suspend { id, message } => Op::Suspend { id, message },
-        TicketCommand::Resume { id } => Op::Resume { id },
-        TicketCommand::Close { id } => Op::Close { id },
-        TicketCommand::Reopen { id } => Op::Reopen { id },
-    })
-}
-
-fn parse_status(s: &str) -> Result<Status, String> {
-    match s.to_ascii_lowercase().as_str() {
-        "open" => Ok(Status::Open),
-        "suspended" => Ok(Status::Suspended),
-        "closed" => Ok(Status::Closed),
-        other => Err(format!(
-            "status must be open, suspended or closed, not {other}"
-        )),
-    }
 }
 
 fn print(response: &Response, json: bool) {
