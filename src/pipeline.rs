@@ -10,7 +10,7 @@ use crate::classify::{self, Classification};
 use crate::config::HelpdeskConfig;
 use crate::forward::ClientInfo;
 use crate::lifecycle::{self, Followup, Helpdesks, Loaded};
-use crate::parse::{self, ParsedMail};
+use crate::parse::{self, ParsedAttachment, ParsedMail};
 use crate::reason::ReasonCode;
 use crate::route::{RoutedDesk, Routing};
 use crate::smtp::reply::Reply;
@@ -95,7 +95,13 @@ pub struct Pipeline {
     desks: Option<Arc<Helpdesks>>,
 }
 
-const STORE_FAILED: (u16, &str, &str) = (451, "4.3.0", "Ticket store unavailable, try again later");
+fn store_unavailable() -> Reply {
+    Reply::new(451, "4.3.0", "Ticket store unavailable, try again later")
+}
+
+fn local_error() -> Reply {
+    Reply::new(451, "4.3.0", "Local error, try again later")
+}
 
 impl Pipeline {
     pub fn pass_through() -> Pipeline {
@@ -120,7 +126,7 @@ impl Pipeline {
         let config = desks.config();
         let local = |e: std::io::Error| {
             tracing::error!(session = envelope.session, error = %e, "cannot read the spool");
-            Reply::new(451, "4.3.0", "Local error, try again later")
+            local_error()
         };
         let (bytes, complete) = match spool
             .read_all(config.limits.max_parse_bytes)
@@ -139,19 +145,25 @@ impl Pipeline {
         .await
         .map_err(|e| {
             tracing::error!(session = envelope.session, error = %e, "parser task failed");
-            Reply::new(451, "4.3.0", "Local error, try again later")
+            local_error()
         })?;
         if !complete {
             mail.reasons.push(ReasonCode::ParseTooLarge);
         }
+        // Shared with the blob writer rather than copied: up to
+        // max_parse_bytes per message.
+        let bytes = Arc::new(bytes);
         let verdict = auth::verify(config, desks.authenticator(), envelope, &bytes).await;
         if config.server.shadow {
             log_shadow(&loaded, envelope, &mail, &routing);
             return Ok(Prepared::pass_through());
         }
-        let raw_sha256 =
-            store_blob(desks, if complete { bytes.clone() } else { Vec::new() }).await?;
-        let attachments = store_attachments(desks, &mail).await?;
+        let raw_sha256 = if complete {
+            store_blob(desks, bytes.clone()).await?
+        } else {
+            String::new()
+        };
+        let attachments = store_attachments(desks, std::mem::take(&mut mail.attachments)).await?;
         let mut outcome = Outcome {
             message_id: mail.message_id.clone(),
             tickets: Vec::new(),
@@ -197,7 +209,7 @@ impl Pipeline {
         let class = classify::classify(desk, queue, input.mail);
         let dedupe_key = dedupe_key(&desk.ticket_prefix, input.mail, input.raw_sha256);
         let reply_to = desks.reply_address(input.mail, input.envelope.from, input.verdict);
-        let suppressed = desks.reply_suppression(input.mail, input.envelope.from, &reply_to);
+        let suppressed = desks.reply_suppression(input.mail, input.envelope.from);
         let followup = desks.find_followup(desk, input.mail, &class);
         let record = message_record(input, &class, followup.as_ref());
         let change = match &followup {
@@ -469,42 +481,37 @@ fn dedupe_key(prefix: &str, mail: &ParsedMail, raw_sha256: &str) -> Option<Strin
 
 fn store_failure(envelope: &Envelope<'_>, e: StoreError) -> Reply {
     tracing::error!(session = envelope.session, error = %e, "ticket store write failed");
-    let (code, enhanced, text) = STORE_FAILED;
-    Reply::new(code, enhanced, text)
+    store_unavailable()
 }
 
-async fn store_blob(desks: &Arc<Helpdesks>, bytes: Vec<u8>) -> Result<String, Reply> {
-    if bytes.is_empty() {
-        return Ok(String::new());
-    }
+async fn store_blob(desks: &Arc<Helpdesks>, bytes: Arc<Vec<u8>>) -> Result<String, Reply> {
     let store = desks.store().clone();
-    let result = tokio::task::spawn_blocking(move || store.put_blob(&bytes)).await;
-    match result {
+    match tokio::task::spawn_blocking(move || store.put_blob(&bytes)).await {
         Ok(Ok(sha)) => Ok(sha),
         Ok(Err(e)) => {
             tracing::error!(error = %e, "cannot write a blob");
-            let (code, enhanced, text) = STORE_FAILED;
-            Err(Reply::new(code, enhanced, text))
+            Err(store_unavailable())
         }
         Err(e) => {
             tracing::error!(error = %e, "blob writer task failed");
-            let (code, enhanced, text) = STORE_FAILED;
-            Err(Reply::new(code, enhanced, text))
+            Err(store_unavailable())
         }
     }
 }
 
+/// Stores the attachments as blobs; they are not needed in memory after.
 async fn store_attachments(
     desks: &Arc<Helpdesks>,
-    mail: &ParsedMail,
+    attachments: Vec<ParsedAttachment>,
 ) -> Result<Vec<AttachmentRecord>, Reply> {
-    let mut records = Vec::with_capacity(mail.attachments.len());
-    for a in &mail.attachments {
-        let sha256 = store_blob(desks, a.bytes.clone()).await?;
+    let mut records = Vec::with_capacity(attachments.len());
+    for a in attachments {
+        let size = a.bytes.len() as u64;
+        let sha256 = store_blob(desks, Arc::new(a.bytes)).await?;
         records.push(AttachmentRecord {
-            name: a.name.clone(),
-            content_type: a.content_type.clone(),
-            size: a.bytes.len() as u64,
+            name: a.name,
+            content_type: a.content_type,
+            size,
             sha256,
         });
     }
