@@ -138,21 +138,12 @@ impl Helpdesks {
         }
     }
 
-    pub fn reply_suppression(
-        &self,
-        mail: &ParsedMail,
-        envelope_from: &str,
-        reply_to: &str,
-    ) -> Option<ReasonCode> {
+    /// Why no automatic reply may go out (RFC 3834). A reply goes to the
+    /// From or the envelope sender, both of which this already checks
+    /// against our own addresses.
+    pub fn reply_suppression(&self, mail: &ParsedMail, envelope_from: &str) -> Option<ReasonCode> {
         let loaded = self.loaded();
-        suppress::suppression(mail, envelope_from, |a| loaded.table.is_own_address(a)).or_else(
-            || {
-                loaded
-                    .table
-                    .is_own_address(reply_to)
-                    .then_some(ReasonCode::ReplySuppressedOwnAddress)
-            },
-        )
+        suppress::suppression(mail, envelope_from, |a| loaded.table.is_own_address(a))
     }
 
     /// Takes a slot of the per-sender hourly reply budget.
