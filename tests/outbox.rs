@@ -28,10 +28,7 @@ async fn send(addr: std::net::SocketAddr, i: usize, from: &str) {
 }
 
 fn free_addr() -> std::net::SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    ([127, 0, 0, 1], free_port()).into()
 }
 
 #[tokio::test]

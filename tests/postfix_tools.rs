@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::start_gate;
+use common::{free_port, start_gate};
 
 fn tool(name: &str) -> Option<String> {
     for dir in ["/usr/sbin", "/usr/bin", "/usr/local/sbin"] {
@@ -24,14 +24,6 @@ fn tool(name: &str) -> Option<String> {
     }
     eprintln!("skipping: {name} not installed (apt-get install postfix)");
     None
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn count_files(dir: &Path) -> usize {

@@ -174,12 +174,8 @@ async fn next_hop_refusing_the_data_command_is_relayed() {
 
 #[tokio::test]
 async fn next_hop_down_gives_451_441() {
-    // Bind and drop to get a port with nobody listening.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // A port with nobody listening.
+    let port = free_port();
     let gate = start_gate(&format!("127.0.0.1:{port}"), "").await;
     let mut c = Client::greeted(gate.addr).await;
     let r = c.cmd("MAIL FROM:<a@b.example>", 451).await;
