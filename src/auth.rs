@@ -47,7 +47,12 @@ pub struct AuthVerdict {
 
 impl AuthVerdict {
     pub fn header_line(&self, authserv_id: &str) -> String {
-        format!("Authentication-Results: {authserv_id}; {}", self.results)
+        format!("Authentication-Results: {}", self.header_value(authserv_id))
+    }
+
+    /// The field body of our Authentication-Results header.
+    pub fn header_value(&self, authserv_id: &str) -> String {
+        format!("{authserv_id}; {}", self.results)
     }
 
     fn none(results: &str) -> AuthVerdict {

@@ -12,6 +12,7 @@ pub mod forward;
 pub mod lifecycle;
 pub mod logging;
 pub mod metrics;
+pub mod milter;
 pub mod outbox;
 pub mod parse;
 pub mod pipeline;

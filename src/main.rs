@@ -7,9 +7,10 @@ use clap::{Parser, Subcommand};
 
 use std::sync::Arc;
 
-use ticketgate::config::{Config, NextHop};
+use ticketgate::config::{Config, MilterAddr, NextHop};
 use ticketgate::lifecycle::Helpdesks;
 use ticketgate::logging::{self, LogFormat};
+use ticketgate::milter::MilterListener;
 use ticketgate::outbox::Outbox;
 use ticketgate::outbox::msgid::Signer;
 use ticketgate::outbox::render::Templates;
@@ -75,8 +76,13 @@ struct ServeArgs {
     data_dir: Option<PathBuf>,
     #[arg(long)]
     control: Option<PathBuf>,
+    /// Milter listener for Postfix's smtpd_milters: ip:port or unix:PATH
+    /// (overrides milter.listen).
     #[arg(long)]
     milter: Option<String>,
+    /// Serve the milter only, no SMTP listener (milter.only).
+    #[arg(long)]
+    milter_only: bool,
     /// Classify and log only; change nothing.
     #[arg(long)]
     shadow: bool,
@@ -137,6 +143,16 @@ fn apply_overrides(config: &mut Config, args: &ServeArgs) -> Result<(), String> 
     if args.shadow {
         config.server.shadow = true;
     }
+    if let Some(milter) = &args.milter {
+        config.milter.listen =
+            Some(MilterAddr::try_from(milter.clone()).map_err(|e| format!("--milter: {e}"))?);
+    }
+    if args.milter_only {
+        config.milter.only = true;
+    }
+    if config.milter.only && config.milter.listen.is_none() {
+        return Err("--milter-only needs --milter ADDR or milter.listen".into());
+    }
     Ok(())
 }
 
@@ -151,10 +167,6 @@ fn serve(args: ServeArgs) -> ExitCode {
     };
     if let Err(e) = apply_overrides(&mut config, &args) {
         eprintln!("{e}");
-        return ExitCode::from(2);
-    }
-    if args.milter.is_some() {
-        eprintln!("--milter: milter mode is not available in this build");
         return ExitCode::from(2);
     }
     let runtime = match tokio::runtime::Runtime::new() {
@@ -208,16 +220,61 @@ async fn run(config: Config, config_path: PathBuf) -> Result<(), String> {
     }
     tokio::spawn(log_counters(config.metrics.log_interval_secs));
     let pipeline = Pipeline::new(desks);
+    let shared = Arc::new(Shared { config, pipeline });
+    let smtp = bind_smtp(&shared).await?;
+    let milter = bind_milter(&shared).await?;
+    // One signal stops both listeners.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let until_stopped = || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    };
+    let smtp = async {
+        if let Some(server) = smtp {
+            server.run(until_stopped()).await;
+        }
+    };
+    let milter = async {
+        if let Some(listener) = milter {
+            listener.run(until_stopped()).await;
+        }
+    };
+    tracing::info!("ticketgate ready");
+    tokio::join!(smtp, milter);
+    tracing::info!("ticketgate stopped");
+    Ok(())
+}
+
+async fn bind_smtp(shared: &Arc<Shared>) -> Result<Option<Server>, String> {
+    let config = &shared.config;
+    if config.milter.only {
+        return Ok(None);
+    }
     let listen = config.server.listen;
-    let next_hop = config.server.next_hop.to_string();
-    let server = Server::bind(Shared { config, pipeline })
+    let server = Server::bind(shared.clone())
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let addr = server.local_addr().map_err(|e| e.to_string())?;
-    tracing::info!(listen = %addr, next_hop, "ticketgate ready");
-    server.run(shutdown_signal()).await;
-    tracing::info!("ticketgate stopped");
-    Ok(())
+    let next_hop = config.server.next_hop.to_string();
+    tracing::info!(listen = %addr, next_hop, "SMTP listener ready");
+    Ok(Some(server))
+}
+
+async fn bind_milter(shared: &Arc<Shared>) -> Result<Option<MilterListener>, String> {
+    let Some(addr) = &shared.config.milter.listen else {
+        return Ok(None);
+    };
+    let listener = MilterListener::bind(addr, shared.clone())
+        .await
+        .map_err(|e| format!("cannot listen for the milter on {addr}: {e}"))?;
+    tracing::info!(listen = %listener.local_addr(), "milter listener ready");
+    Ok(Some(listener))
 }
 
 async fn shutdown_signal() {

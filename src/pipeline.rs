@@ -10,6 +10,7 @@ use crate::classify::{self, Classification};
 use crate::config::HelpdeskConfig;
 use crate::forward::ClientInfo;
 use crate::lifecycle::{self, Followup, Helpdesks, Loaded};
+use crate::metrics::{METRICS, MessageKind};
 use crate::parse::{self, ParsedAttachment, ParsedMail};
 use crate::reason::ReasonCode;
 use crate::route::{RoutedDesk, Routing};
@@ -77,6 +78,9 @@ pub struct Prepared {
     /// forged tags removed); empty for mail that passes through.
     pub head: Vec<u8>,
     pub skip: u64,
+    /// The header fields we add, in order (what `head` starts with); the
+    /// milter asks the MTA to insert these instead.
+    pub added: Vec<(&'static str, String)>,
     pub outcome: Outcome,
 }
 
@@ -85,6 +89,7 @@ impl Prepared {
         Prepared {
             head: Vec::new(),
             skip: 0,
+            added: Vec::new(),
             outcome: Outcome::default(),
         }
     }
@@ -110,6 +115,14 @@ impl Pipeline {
 
     pub fn new(desks: Arc<Helpdesks>) -> Pipeline {
         Pipeline { desks: Some(desks) }
+    }
+
+    /// Whether any of these recipients is a helpdesk address: the rest of
+    /// the pipeline has nothing to do otherwise.
+    pub fn routes_to_helpdesk(&self, rcpts: &[String]) -> bool {
+        self.desks
+            .as_ref()
+            .is_some_and(|d| !d.loaded().table.route(rcpts).desks.is_empty())
     }
 
     /// Runs the stages up to the durable store write. An `Err` is the reply
@@ -184,8 +197,11 @@ impl Pipeline {
             headers.extend(tag::ticket_headers(&ticket, t_outcome.action));
             outcome.tickets.push(t_outcome);
         }
-        let auth_line = verdict.header_line(&config.server.hostname);
-        let rewrite = tag::rewrite(&bytes, &headers, &[auth_line]);
+        headers.push((
+            "Authentication-Results",
+            verdict.header_value(&config.server.hostname),
+        ));
+        let rewrite = tag::rewrite(&bytes, &headers);
         if rewrite.removed_forged > 0 {
             for t in &mut outcome.tickets {
                 t.reasons.push(ReasonCode::ForgedHeaderRemoved);
@@ -194,6 +210,7 @@ impl Pipeline {
         Ok(Prepared {
             head: rewrite.head,
             skip: rewrite.skip,
+            added: headers,
             outcome,
         })
     }
@@ -537,4 +554,57 @@ fn log_shadow(loaded: &Loaded, envelope: &Envelope<'_>, mail: &ParsedMail, routi
             "shadow: would have ticketed"
         );
     }
+}
+
+/// The one summary event per message (DESIGN §logs): what came in, what the
+/// pipeline did, what the client was told.
+pub fn log_message(
+    envelope: &Envelope<'_>,
+    size: u64,
+    prepared: &Prepared,
+    reply: &Reply,
+    queue_id: Option<&str>,
+    started: std::time::Instant,
+) {
+    let o = &prepared.outcome;
+    if !reply.is_positive() {
+        METRICS.message(MessageKind::Rejected);
+    } else if o.tickets.is_empty() {
+        METRICS.message(MessageKind::Passed);
+    }
+    for t in o.tickets.iter().filter(|_| reply.is_positive()) {
+        METRICS.message(MessageKind::Ticket(t.action));
+    }
+    tracing::info!(
+        target: "ticketgate::message",
+        session = envelope.session,
+        client = envelope.client.addr.as_deref().unwrap_or(""),
+        message_id = o.message_id.as_deref().unwrap_or(""),
+        from = envelope.from,
+        rcpts = %envelope.rcpts.join(","),
+        size,
+        helpdesk = %o.helpdesks(),
+        ticket = %o.tickets(),
+        action = %o.actions(),
+        reasons = %o.reasons(),
+        queue_id = queue_id.unwrap_or(""),
+        next_hop_reply = %reply.summary(),
+        duration_ms = started.elapsed().as_millis() as u64,
+        "message"
+    );
+}
+
+/// The summary event of a message refused before it could be handed on.
+pub fn log_refused(envelope: &Envelope<'_>, reply: &Reply, started: std::time::Instant) {
+    METRICS.message(MessageKind::Rejected);
+    tracing::info!(
+        target: "ticketgate::message",
+        session = envelope.session,
+        client = envelope.client.addr.as_deref().unwrap_or(""),
+        from = envelope.from,
+        rcpts = %envelope.rcpts.join(","),
+        reply = %reply.summary(),
+        duration_ms = started.elapsed().as_millis() as u64,
+        "message refused"
+    );
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::config::Config;
 use crate::metrics::METRICS;
@@ -35,25 +35,20 @@ pub struct Server {
     sessions: Sessions,
 }
 
-/// What outlives the listener during shutdown.
-struct Sessions {
-    shared: Arc<Shared>,
+/// What outlives a listener during shutdown: the connection slots and the
+/// phase its sessions watch. The SMTP and the milter listener have one each.
+pub(crate) struct Sessions {
+    pub(crate) shared: Arc<Shared>,
     slots: Arc<Semaphore>,
     phase: watch::Sender<Phase>,
 }
 
 impl Server {
-    pub async fn bind(shared: Shared) -> std::io::Result<Server> {
+    pub async fn bind(shared: Arc<Shared>) -> std::io::Result<Server> {
         let listener = TcpListener::bind(shared.config.server.listen).await?;
-        let slots = Arc::new(Semaphore::new(shared.config.limits.max_connections));
-        let (phase, _) = watch::channel(Phase::Running);
         Ok(Server {
             listener,
-            sessions: Sessions {
-                shared: Arc::new(shared),
-                slots,
-                phase,
-            },
+            sessions: Sessions::new(shared),
         })
     }
 
@@ -86,15 +81,37 @@ impl Server {
 }
 
 impl Sessions {
-    fn start(&self, stream: TcpStream, peer: SocketAddr) {
-        let _ = stream.set_nodelay(true);
-        let Ok(permit) = self.slots.clone().try_acquire_owned() else {
+    pub(crate) fn new(shared: Arc<Shared>) -> Sessions {
+        let slots = Arc::new(Semaphore::new(shared.config.limits.max_connections));
+        let (phase, _) = watch::channel(Phase::Running);
+        Sessions {
+            shared,
+            slots,
+            phase,
+        }
+    }
+
+    /// A slot for one more connection, or `None` at the limit.
+    pub(crate) fn admit(&self, peer: &dyn std::fmt::Display) -> Option<OwnedSemaphorePermit> {
+        let permit = self.slots.clone().try_acquire_owned().ok();
+        if permit.is_none() {
             tracing::warn!(%peer, "connection limit reached");
             METRICS.connection_refused();
+        }
+        permit
+    }
+
+    pub(crate) fn phase(&self) -> watch::Receiver<Phase> {
+        self.phase.subscribe()
+    }
+
+    fn start(&self, stream: TcpStream, peer: SocketAddr) {
+        let _ = stream.set_nodelay(true);
+        let Some(permit) = self.admit(&peer) else {
             tokio::spawn(refuse(stream));
             return;
         };
-        let session = Session::new(stream, peer, self.shared.clone(), self.phase.subscribe());
+        let session = Session::new(stream, peer, self.shared.clone(), self.phase());
         METRICS.connection_opened();
         tokio::spawn(async move {
             tracing::debug!(session = session.id(), %peer, "connected");
@@ -104,7 +121,7 @@ impl Sessions {
         });
     }
 
-    async fn drain(&self) {
+    pub(crate) async fn drain(&self) {
         let limits = &self.shared.config.limits;
         let total = limits.max_connections as u32;
         tracing::info!(

@@ -35,16 +35,12 @@ pub struct Rewrite {
     pub removed_forged: usize,
 }
 
-pub fn rewrite(start: &[u8], headers: &[(&str, String)], extra_lines: &[String]) -> Rewrite {
+pub fn rewrite(start: &[u8], headers: &[(&str, String)]) -> Rewrite {
     let mut head = Vec::new();
     for (name, value) in headers {
         head.extend_from_slice(name.as_bytes());
         head.extend_from_slice(b": ");
         head.extend_from_slice(sanitize(value).as_bytes());
-        head.extend_from_slice(b"\r\n");
-    }
-    for line in extra_lines {
-        head.extend_from_slice(sanitize(line).as_bytes());
         head.extend_from_slice(b"\r\n");
     }
     let Some(section_len) = header_section_len(start) else {
@@ -75,6 +71,11 @@ pub fn rewrite(start: &[u8], headers: &[(&str, String)], extra_lines: &[String])
         skip: section_len as u64,
         removed_forged: removed,
     }
+}
+
+/// Whether a header field name is one of ours (`X-Ticketgate-*`, any case).
+pub fn is_our_name(name: &str) -> bool {
+    is_our_header(name.as_bytes())
 }
 
 fn is_our_header(line: &[u8]) -> bool {
@@ -115,11 +116,7 @@ mod tests {
     #[test]
     fn forged_headers_and_their_continuations_are_removed() {
         let msg = b"Subject: a\r\nX-Ticketgate-Ticket: PP-2026-999999\r\n\tfolded\r\nx-ticketgate-action: closed\r\nFrom: b\r\n\r\nbody\r\n";
-        let r = rewrite(
-            msg,
-            &[("X-Ticketgate-Ticket", "PP-2026-000001".into())],
-            &[],
-        );
+        let r = rewrite(msg, &[("X-Ticketgate-Ticket", "PP-2026-000001".into())]);
         assert_eq!(r.removed_forged, 2);
         assert_eq!(
             r.head,
@@ -135,11 +132,7 @@ mod tests {
 
     #[test]
     fn values_cannot_inject_lines() {
-        let r = rewrite(
-            b"\r\nbody",
-            &[("X-Ticketgate-Queue", "a\r\nBcc: x".into())],
-            &[],
-        );
+        let r = rewrite(b"\r\nbody", &[("X-Ticketgate-Queue", "a\r\nBcc: x".into())]);
         assert_eq!(r.head, b"X-Ticketgate-Queue: a  Bcc: x\r\n");
         assert_eq!(r.skip, 0);
     }

@@ -47,6 +47,8 @@ pub struct Config {
     pub outbox: OutboxConfig,
     #[serde(default)]
     pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub milter: MilterConfig,
     #[serde(default, rename = "helpdesk")]
     pub helpdesks: Vec<HelpdeskConfig>,
     /// Where the file was read from; used to find templates next to it.
@@ -238,6 +240,81 @@ impl Default for MetricsConfig {
         MetricsConfig {
             listen: None,
             log_interval_secs: 300,
+        }
+    }
+}
+
+/// The milter listener (Postfix `smtpd_milters`), beside or instead of the
+/// SMTP listener.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MilterConfig {
+    /// `127.0.0.1:8890` or `unix:/run/ticketgate/milter.sock`; off when
+    /// absent.
+    pub listen: Option<MilterAddr>,
+    /// Serve the milter only: no SMTP listener, the next hop is not used.
+    pub only: bool,
+    /// Wait for each packet from the MTA. Postfix keeps a milter
+    /// connection for a whole SMTP session, idle while its client is, so
+    /// this is longer than Postfix's own smtpd_timeout (300 s).
+    pub read_timeout_secs: u64,
+    /// Largest packet accepted from the MTA; a larger one closes the
+    /// connection (Postfix then applies milter_default_action). Body
+    /// chunks are at most 64 KiB; this bounds a header.
+    pub max_packet_bytes: usize,
+}
+
+impl Default for MilterConfig {
+    fn default() -> Self {
+        MilterConfig {
+            listen: None,
+            only: false,
+            read_timeout_secs: 600,
+            max_packet_bytes: 1024 * 1024,
+        }
+    }
+}
+
+impl MilterConfig {
+    pub fn read_timeout(&self) -> Duration {
+        Duration::from_secs(self.read_timeout_secs)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum MilterAddr {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl TryFrom<String> for MilterAddr {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        if let Some(path) = s.strip_prefix("unix:") {
+            if !path.starts_with('/') {
+                return Err(format!("`{s}`: unix: needs an absolute path"));
+            }
+            return Ok(MilterAddr::Unix(PathBuf::from(path)));
+        }
+        let tcp = s.strip_prefix("inet:").unwrap_or(&s);
+        tcp.parse()
+            .map(MilterAddr::Tcp)
+            .map_err(|_| format!("`{s}` is neither ip:port nor unix:PATH (e.g. 127.0.0.1:8890)"))
+    }
+}
+
+impl From<MilterAddr> for String {
+    fn from(a: MilterAddr) -> String {
+        a.to_string()
+    }
+}
+
+impl std::fmt::Display for MilterAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MilterAddr::Tcp(a) => write!(f, "{a}"),
+            MilterAddr::Unix(p) => write!(f, "unix:{}", p.display()),
         }
     }
 }

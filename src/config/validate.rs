@@ -26,6 +26,26 @@ pub fn validate(file: &Path, config: &Config) -> Result<(), ConfigError> {
         }
     }
 
+    let milter = &config.milter;
+    if milter.only && milter.listen.is_none() {
+        return Err(invalid(
+            "milter.only".into(),
+            "needs milter.listen (or --milter ADDR): nothing would listen".into(),
+        ));
+    }
+    if milter.read_timeout_secs == 0 {
+        return Err(invalid(
+            "milter.read_timeout_secs".into(),
+            "must be greater than 0".into(),
+        ));
+    }
+    if milter.max_packet_bytes < 70 * 1024 {
+        return Err(invalid(
+            "milter.max_packet_bytes".into(),
+            "must be at least 71680 (a 64 KiB body chunk and its header)".into(),
+        ));
+    }
+
     if config.auth.dns_timeout_secs == Some(0) {
         return Err(invalid(
             "auth.dns_timeout_secs".into(),

@@ -180,6 +180,8 @@ fn addr_of(line: &str) -> String {
 /// A ticketgate instance running in this test process.
 pub struct Gate {
     pub addr: SocketAddr,
+    /// The milter listener, when the config has `[milter] listen`.
+    pub milter: Option<SocketAddr>,
     pub data_dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
     pub task: tokio::task::JoinHandle<()>,
@@ -226,14 +228,43 @@ pub async fn start_gate_with(config: Config, data_dir: tempfile::TempDir) -> Gat
 
 /// Binds and runs a server in this process until the Gate is stopped.
 async fn serve(config: Config, pipeline: Pipeline, data_dir: tempfile::TempDir) -> Gate {
-    let server = Server::bind(Shared { config, pipeline }).await.unwrap();
+    let milter_addr = config.milter.listen.clone();
+    let shared = std::sync::Arc::new(Shared { config, pipeline });
+    let server = Server::bind(shared.clone()).await.unwrap();
     let addr = server.local_addr().unwrap();
-    let (tx, rx) = oneshot::channel();
-    let task = tokio::spawn(server.run(async {
-        let _ = rx.await;
-    }));
+    let milter = match milter_addr {
+        Some(a) => Some(
+            ticketgate::milter::MilterListener::bind(&a, shared)
+                .await
+                .unwrap(),
+        ),
+        None => None,
+    };
+    let milter_tcp = milter.as_ref().and_then(|m| m.tcp_addr());
+    let (tx, rx) = oneshot::channel::<()>();
+    let (stop_all, stopped) = tokio::sync::watch::channel(false);
+    let until_stopped = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    };
+    let task = tokio::spawn(async move {
+        tokio::spawn(async move {
+            let _ = rx.await;
+            let _ = stop_all.send(true);
+        });
+        let smtp = server.run(until_stopped());
+        let milter = async {
+            if let Some(m) = milter {
+                m.run(until_stopped()).await;
+            }
+        };
+        tokio::join!(smtp, milter);
+    });
     Gate {
         addr,
+        milter: milter_tcp,
         data_dir,
         stop: Some(tx),
         task,

@@ -7,13 +7,13 @@ use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::forward::Outgoing;
-use crate::metrics::{METRICS, MessageKind};
-use crate::pipeline::{Envelope, Prepared};
+use crate::metrics::METRICS;
+use crate::pipeline::{self, Envelope, Prepared};
 use crate::server::Phase;
 use crate::smtp::data::DataDecoder;
 use crate::smtp::io::ReadError;
 use crate::smtp::reply::Reply;
-use crate::smtp::session::{Flow, Session, State, Transaction, shutting_down};
+use crate::smtp::session::{Flow, Session, State, shutting_down};
 use crate::spool::Spool;
 
 enum DataFailure {
@@ -147,13 +147,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         };
         let hop_reply = self.forward(&prepared, &spool).await;
         let reply = self.shared.pipeline.settle(&prepared, &hop_reply).await;
-        log_summary(
-            &self.id,
-            &self.client.addr,
-            &txn,
+        let envelope = Envelope {
+            session: &self.id,
+            client: &self.client,
+            from: &txn.from,
+            rcpts: &txn.rcpts,
+        };
+        pipeline::log_message(
+            &envelope,
             spool.len(),
             &prepared,
             &reply,
+            queue_id(&reply),
             started,
         );
         self.reply(reply);
@@ -183,21 +188,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     fn log_rejected(&self, reply: &Reply, started: Instant) {
-        METRICS.message(MessageKind::Rejected);
         let (from, rcpts) = match &self.state {
-            State::Transaction(t) => (t.from.as_str(), t.rcpts.join(",")),
-            _ => ("", String::new()),
+            State::Transaction(t) => (t.from.as_str(), t.rcpts.as_slice()),
+            _ => ("", &[][..]),
         };
-        tracing::info!(
-            target: "ticketgate::message",
-            session = %self.id,
-            client = self.client.addr.as_deref().unwrap_or(""),
+        let envelope = Envelope {
+            session: &self.id,
+            client: &self.client,
             from,
             rcpts,
-            reply = %reply.summary(),
-            duration_ms = started.elapsed().as_millis() as u64,
-            "message refused"
-        );
+        };
+        pipeline::log_refused(&envelope, reply, started);
     }
 }
 
@@ -208,43 +209,6 @@ fn spool_failure(e: std::io::Error) -> DataFailure {
         "4.3.0",
         "Local error writing the message, try again later",
     ))
-}
-
-fn log_summary(
-    session: &str,
-    client: &Option<String>,
-    txn: &Transaction,
-    size: u64,
-    prepared: &Prepared,
-    reply: &Reply,
-    started: Instant,
-) {
-    let o = &prepared.outcome;
-    if !reply.is_positive() {
-        METRICS.message(MessageKind::Rejected);
-    } else if o.tickets.is_empty() {
-        METRICS.message(MessageKind::Passed);
-    }
-    for t in o.tickets.iter().filter(|_| reply.is_positive()) {
-        METRICS.message(MessageKind::Ticket(t.action));
-    }
-    tracing::info!(
-        target: "ticketgate::message",
-        session,
-        client = client.as_deref().unwrap_or(""),
-        message_id = o.message_id.as_deref().unwrap_or(""),
-        from = %txn.from,
-        rcpts = %txn.rcpts.join(","),
-        size,
-        helpdesk = %o.helpdesks(),
-        ticket = %o.tickets(),
-        action = %o.actions(),
-        reasons = %o.reasons(),
-        queue_id = queue_id(reply).unwrap_or(""),
-        next_hop_reply = %reply.summary(),
-        duration_ms = started.elapsed().as_millis() as u64,
-        "message"
-    );
 }
 
 /// The queue id in a Postfix-style `250 2.0.0 Ok: queued as 4Xk...` reply.

@@ -1,0 +1,577 @@
+//! One milter connection from the MTA: the envelope and the message arrive
+//! as events; mail with a helpdesk recipient is collected (headers and
+//! body, into a spool) and run through the pipeline at end of message,
+//! everything else is accepted as soon as its recipients are known.
+//!
+//! The verdict at end of message is sent only after the ticket change is on
+//! disk; replies written with it are released once the MTA has our accept
+//! (the milter never sees the delivery itself).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::sync::watch;
+
+use super::codec::{self, CodecError, Command, Family, Response, action, step};
+use crate::forward::ClientInfo;
+use crate::pipeline::{self, Envelope, Prepared};
+use crate::server::{Phase, Shared};
+use crate::smtp::reply::Reply;
+use crate::spool::Spool;
+use crate::tag;
+
+pub struct MilterSession<S> {
+    stream: BufReader<S>,
+    shared: Arc<Shared>,
+    id: String,
+    client: ClientInfo,
+    /// Macros the MTA sent, names without braces (`i`, `auth_authen`).
+    macros: HashMap<String, String>,
+    message: Option<Message>,
+    phase: watch::Receiver<Phase>,
+    out: Vec<u8>,
+}
+
+/// One message, from MAIL to end of message or abort.
+struct Message {
+    from: String,
+    rcpts: Vec<String>,
+    handling: Handling,
+    /// Names of the `X-Ticketgate-*` fields that came with the message, in
+    /// order: they are removed when we tag it.
+    forged: Vec<String>,
+    size: u64,
+    too_large: bool,
+    /// The spool could not be written: a temporary failure at the end.
+    spool_failed: bool,
+    started: Instant,
+}
+
+impl Message {
+    fn new(from: String) -> Message {
+        Message {
+            from,
+            rcpts: Vec::new(),
+            handling: Handling::Undecided,
+            forged: Vec::new(),
+            size: 0,
+            too_large: false,
+            spool_failed: false,
+            started: Instant::now(),
+        }
+    }
+}
+
+enum Handling {
+    /// Recipients still coming.
+    Undecided,
+    /// No helpdesk recipient: accepted, the MTA sends nothing more.
+    Accepted,
+    /// Collected for the pipeline.
+    Inspect(Box<Spool>),
+}
+
+enum Flow {
+    Continue,
+    Quit,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> MilterSession<S> {
+    pub fn new(stream: S, shared: Arc<Shared>, phase: watch::Receiver<Phase>) -> Self {
+        let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_uppercase();
+        MilterSession {
+            stream: BufReader::with_capacity(64 * 1024, stream),
+            shared,
+            id,
+            client: ClientInfo::default(),
+            macros: HashMap::new(),
+            message: None,
+            phase,
+            out: Vec::new(),
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub async fn run(mut self) {
+        while let Some((code, data)) = self.next_packet().await {
+            let command = match Command::parse(code, &data) {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of step with the MTA: closing makes it apply its
+                    // milter_default_action to the message.
+                    tracing::warn!(session = %self.id, error = %e, "milter: bad packet, closing");
+                    break;
+                }
+            };
+            let flow = self.handle(command).await;
+            if self.flush().await.is_err() || matches!(flow, Flow::Quit) {
+                break;
+            }
+        }
+        if self.message.is_some() {
+            tracing::info!(session = %self.id, "milter: connection closed inside a message");
+        }
+    }
+
+    /// The next packet, or `None` when the connection should close: end of
+    /// stream, error, timeout, or a shutdown while no message is open.
+    async fn next_packet(&mut self) -> Option<(u8, Vec<u8>)> {
+        let milter = &self.shared.config.milter;
+        let (timeout, max) = (milter.read_timeout(), milter.max_packet_bytes);
+        if self.should_close_for_shutdown() {
+            return None;
+        }
+        let read = tokio::time::timeout(timeout, codec::read_packet(&mut self.stream, max));
+        tokio::pin!(read);
+        let result = loop {
+            tokio::select! {
+                result = &mut read => break result,
+                changed = self.phase.changed() => {
+                    let closing = changed.is_err() || *self.phase.borrow() == Phase::Closing;
+                    // Dropping a half-read packet is fine only because the
+                    // connection closes with it.
+                    if closing || self.message.is_none() {
+                        return None;
+                    }
+                }
+            }
+        };
+        match result {
+            Ok(Ok(packet)) => packet,
+            Ok(Err(CodecError::Io(e))) => {
+                tracing::debug!(session = %self.id, error = %e, "milter: connection error");
+                None
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(session = %self.id, error = %e, "milter: closing");
+                None
+            }
+            Err(_) => {
+                tracing::info!(session = %self.id, "milter: read timeout, closing");
+                None
+            }
+        }
+    }
+
+    /// Draining closes connections between messages; Postfix applies its
+    /// milter_default_action (tempfail) to what comes next on them.
+    fn should_close_for_shutdown(&self) -> bool {
+        match *self.phase.borrow() {
+            Phase::Running => false,
+            Phase::Draining => self.message.is_none(),
+            Phase::Closing => true,
+        }
+    }
+
+    fn respond(&mut self, response: Response) {
+        response.encode(&mut self.out);
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let stream = self.stream.get_mut();
+        let written = stream.write_all(&self.out).await;
+        self.out.clear();
+        written?;
+        stream.flush().await
+    }
+
+    async fn handle(&mut self, command: Command) -> Flow {
+        match command {
+            Command::OptionNegotiation {
+                version,
+                actions,
+                protocol,
+            } => return self.negotiate(version, actions, protocol),
+            Command::Macros { pairs, .. } => self.remember(pairs),
+            Command::Connect {
+                hostname,
+                family,
+                port,
+                address,
+            } => {
+                self.connect(hostname, family, port, address);
+                self.respond(Response::Continue);
+            }
+            Command::Helo(helo) => {
+                self.client.helo = Some(helo);
+                self.respond(Response::Continue);
+            }
+            Command::Mail(args) => {
+                self.mail(args.first().map(String::as_str).unwrap_or(""));
+                self.respond(Response::Continue);
+            }
+            Command::Rcpt(args) => {
+                let rcpt = bare_address(args.first().map(String::as_str).unwrap_or(""));
+                self.message_mut().rcpts.push(rcpt);
+                self.respond(Response::Continue);
+            }
+            Command::Data => self.respond_to_content(),
+            Command::Header { name, value } => {
+                if tag::is_our_name(&name) {
+                    self.message_mut().forged.push(name.clone());
+                }
+                self.collect(&header_bytes(&name, &value)).await;
+                self.respond_to_content();
+            }
+            Command::EndOfHeaders => {
+                self.collect(b"\r\n").await;
+                self.respond_to_content();
+            }
+            Command::Body(chunk) => {
+                self.collect(&chunk).await;
+                self.respond_to_content();
+            }
+            Command::EndOfMessage(chunk) => {
+                self.collect(&chunk).await;
+                self.end_of_message().await;
+            }
+            Command::Abort => self.message = None,
+            Command::Quit => return Flow::Quit,
+            Command::QuitNewConnection => {
+                self.client = ClientInfo::default();
+                self.macros.clear();
+                self.message = None;
+            }
+            Command::Unknown(_) => self.respond(Response::Continue),
+        }
+        Flow::Continue
+    }
+
+    fn negotiate(&mut self, version: u32, actions: u32, protocol: u32) -> Flow {
+        let wanted = action::ADD_HEADERS | action::CHANGE_HEADERS;
+        if version < codec::OLDEST_VERSION || actions & wanted != wanted {
+            tracing::error!(
+                session = %self.id,
+                version,
+                actions = format!("{actions:#x}"),
+                "milter: the MTA does not offer protocol 2+ with adding and changing headers; closing"
+            );
+            return Flow::Quit;
+        }
+        self.respond(Response::OptionNegotiation {
+            version: version.min(codec::VERSION),
+            actions: wanted,
+            // Skip what we do not use, if the MTA can.
+            protocol: protocol & step::NO_UNKNOWN,
+        });
+        Flow::Continue
+    }
+
+    fn remember(&mut self, pairs: Vec<(String, String)>) {
+        for (name, value) in pairs {
+            let name = name.trim_start_matches('{').trim_end_matches('}');
+            self.macros.insert(name.to_string(), value);
+        }
+    }
+
+    fn macro_value(&self, name: &str) -> Option<&str> {
+        self.macros
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    fn connect(&mut self, hostname: String, family: Family, port: u16, address: String) {
+        let inet = matches!(family, Family::Inet4 | Family::Inet6);
+        self.client = ClientInfo {
+            addr: if inet {
+                // IPv6 arrives as "IPv6:2001:db8::1".
+                Some(address.trim_start_matches("IPv6:").to_string())
+            } else {
+                self.macro_value("client_addr").map(str::to_string)
+            },
+            port: inet.then(|| port.to_string()),
+            name: Some(hostname).filter(|h| !h.is_empty() && h != "unknown"),
+            ..ClientInfo::default()
+        };
+        tracing::debug!(session = %self.id, client = ?self.client.addr, "milter: client connected");
+    }
+
+    fn mail(&mut self, sender: &str) {
+        if let Some(user) = self.macro_value("auth_authen") {
+            tracing::debug!(session = %self.id, user, "milter: SASL-authenticated client");
+        }
+        self.message = Some(Message::new(bare_address(sender)));
+    }
+
+    /// The open message; a broken MTA that skips MAIL gets a null sender.
+    fn message_mut(&mut self) -> &mut Message {
+        self.message
+            .get_or_insert_with(|| Message::new(String::new()))
+    }
+
+    /// Decides, once the recipients are all known, whether this message is
+    /// ours: `Accept` ends the MTA's events for mail that is not.
+    fn respond_to_content(&mut self) {
+        let accepted = self.decide();
+        self.respond(if accepted {
+            Response::Accept
+        } else {
+            Response::Continue
+        });
+    }
+
+    /// Returns whether the message is accepted without inspection.
+    fn decide(&mut self) -> bool {
+        let shared = self.shared.clone();
+        let config = &shared.config;
+        let message = self.message_mut();
+        if matches!(message.handling, Handling::Undecided) {
+            message.handling = if shared.pipeline.routes_to_helpdesk(&message.rcpts) {
+                Handling::Inspect(Box::new(Spool::new(
+                    &config.server.data_dir.join("spool"),
+                    config.limits.spool_memory_bytes,
+                )))
+            } else {
+                Handling::Accepted
+            };
+        }
+        matches!(message.handling, Handling::Accepted)
+    }
+
+    /// Appends message bytes to the spool of a message under inspection.
+    async fn collect(&mut self, bytes: &[u8]) {
+        self.decide();
+        let max = self.shared.config.limits.max_message_size;
+        let id = self.id.clone();
+        let message = self.message_mut();
+        let Handling::Inspect(spool) = &mut message.handling else {
+            return;
+        };
+        message.size += bytes.len() as u64;
+        message.too_large |= message.size > max;
+        if message.too_large || message.spool_failed {
+            return;
+        }
+        if let Err(e) = spool.write(bytes).await {
+            tracing::error!(session = %id, error = %e, "milter: cannot write the spool");
+            message.spool_failed = true;
+        }
+    }
+
+    async fn end_of_message(&mut self) {
+        self.decide();
+        let Some(mut message) = self.message.take() else {
+            self.respond(Response::Accept);
+            return;
+        };
+        let Handling::Inspect(mut spool) =
+            std::mem::replace(&mut message.handling, Handling::Accepted)
+        else {
+            self.respond(Response::Accept);
+            return;
+        };
+        let envelope = Envelope {
+            session: &self.id,
+            client: &self.client,
+            from: &message.from,
+            rcpts: &message.rcpts,
+        };
+        let verdict = if message.too_large {
+            let max = self.shared.config.limits.max_message_size;
+            Err(Reply::new(
+                552,
+                "5.3.4",
+                format!("Message size exceeds fixed limit of {max} bytes"),
+            ))
+        } else if message.spool_failed || spool.finish().await.is_err() {
+            Err(Reply::new(
+                451,
+                "4.3.0",
+                "Local error writing the message, try again later",
+            ))
+        } else {
+            self.shared.pipeline.prepare(&envelope, &spool).await
+        };
+        match verdict {
+            Err(reply) => {
+                pipeline::log_refused(&envelope, &reply, message.started);
+                self.respond(Response::ReplyCode(reply_text(&reply)));
+            }
+            Ok(prepared) => self.accept(prepared, &message, spool.len()).await,
+        }
+    }
+
+    /// Tags the message, accepts it, and once the MTA has our answer
+    /// releases the replies written with the ticket.
+    async fn accept(&mut self, prepared: Prepared, message: &Message, size: u64) {
+        for edit in header_edits(&prepared, &message.forged) {
+            self.respond(edit);
+        }
+        self.respond(Response::Accept);
+        if let Err(e) = self.flush().await {
+            // The MTA did not get our verdict and applies its default
+            // action; a retry lands on the same ticket, whose replies are
+            // still held.
+            tracing::warn!(session = %self.id, error = %e, "milter: cannot send the verdict");
+            return;
+        }
+        let accepted = Reply::new(250, "2.0.0", "Accepted by the MTA (milter)");
+        let reply = self.shared.pipeline.settle(&prepared, &accepted).await;
+        let envelope = Envelope {
+            session: &self.id,
+            client: &self.client,
+            from: &message.from,
+            rcpts: &message.rcpts,
+        };
+        pipeline::log_message(
+            &envelope,
+            size,
+            &prepared,
+            &reply,
+            self.macro_value("i"),
+            message.started,
+        );
+    }
+}
+
+/// The header edits for a tagged message: forged `X-Ticketgate-*` fields
+/// deleted (last first, so no deletion moves the index of another), then
+/// ours inserted at the top in their order.
+fn header_edits(prepared: &Prepared, forged: &[String]) -> Vec<Response> {
+    if prepared.added.is_empty() {
+        // Passed through (shadow mode, or no longer a helpdesk after a
+        // reload): untouched, like in the SMTP modes.
+        return vec![];
+    }
+    let mut edits = Vec::new();
+    let mut seen: HashMap<String, u32> = HashMap::new();
+    let indexed: Vec<(String, u32)> = forged
+        .iter()
+        .map(|name| {
+            let n = seen.entry(name.to_ascii_lowercase()).or_insert(0);
+            *n += 1;
+            (name.clone(), *n)
+        })
+        .collect();
+    for (name, index) in indexed.into_iter().rev() {
+        edits.push(Response::ChangeHeader {
+            index,
+            name,
+            value: String::new(),
+        });
+    }
+    for (name, value) in prepared.added.iter().rev() {
+        edits.push(Response::InsertHeader {
+            index: 0,
+            name: name.to_string(),
+            value: value.clone(),
+        });
+    }
+    edits
+}
+
+/// A header field as it was on the wire: the MTA sends name and value
+/// apart, the value without the space after the colon and its folds with
+/// bare LF.
+fn header_bytes(name: &str, value: &[u8]) -> Vec<u8> {
+    let mut line = Vec::with_capacity(name.len() + value.len() + 4);
+    line.extend_from_slice(name.as_bytes());
+    line.extend_from_slice(b": ");
+    let mut previous = 0u8;
+    for &b in value {
+        if b == b'\n' && previous != b'\r' {
+            line.push(b'\r');
+        }
+        line.push(b);
+        previous = b;
+    }
+    line.extend_from_slice(b"\r\n");
+    line
+}
+
+/// `<a@b>` to `a@b`; `<>` to the empty (null) sender.
+fn bare_address(arg: &str) -> String {
+    let arg = arg.trim();
+    arg.strip_prefix('<')
+        .and_then(|a| a.strip_suffix('>'))
+        .unwrap_or(arg)
+        .to_string()
+}
+
+/// Our SMTP reply as the MTA should say it.
+fn reply_text(reply: &Reply) -> String {
+    let mut text = reply.code.to_string();
+    if !reply.enhanced.is_empty() {
+        text.push(' ');
+        text.push_str(&reply.enhanced);
+    }
+    for line in &reply.lines {
+        text.push(' ');
+        // A lone % would be read as a format directive by sendmail-style
+        // MTAs.
+        text.push_str(&line.replace('%', "%%"));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_bytes_restores_the_wire_form() {
+        assert_eq!(
+            header_bytes("Subject", b"a\n\tfolded"),
+            b"Subject: a\r\n\tfolded\r\n"
+        );
+        assert_eq!(header_bytes("X", b"a\r\n b"), b"X: a\r\n b\r\n");
+    }
+
+    #[test]
+    fn addresses_lose_their_brackets() {
+        assert_eq!(bare_address("<a@example.org>"), "a@example.org");
+        assert_eq!(bare_address("<>"), "");
+        assert_eq!(bare_address("a@example.org"), "a@example.org");
+    }
+
+    #[test]
+    fn forged_fields_are_deleted_last_first_then_ours_inserted() {
+        let mut prepared = Prepared::pass_through();
+        prepared.added = vec![
+            ("X-Ticketgate-Ticket", "PP-2026-1".into()),
+            ("Authentication-Results", "gate; none".into()),
+        ];
+        let forged = vec![
+            "X-Ticketgate-Ticket".to_string(),
+            "x-ticketgate-ticket".to_string(),
+            "X-Ticketgate-Action".to_string(),
+        ];
+        let edits = header_edits(&prepared, &forged);
+        let change = |index, name: &str| Response::ChangeHeader {
+            index,
+            name: name.into(),
+            value: String::new(),
+        };
+        let insert = |name: &str, value: &str| Response::InsertHeader {
+            index: 0,
+            name: name.into(),
+            value: value.into(),
+        };
+        assert_eq!(
+            edits,
+            vec![
+                change(1, "X-Ticketgate-Action"),
+                change(2, "x-ticketgate-ticket"),
+                change(1, "X-Ticketgate-Ticket"),
+                insert("Authentication-Results", "gate; none"),
+                insert("X-Ticketgate-Ticket", "PP-2026-1"),
+            ]
+        );
+        assert!(header_edits(&Prepared::pass_through(), &forged).is_empty());
+    }
+
+    #[test]
+    fn reply_text_keeps_code_and_escapes_percent() {
+        let r = Reply::new(451, "4.3.0", "Store 100% full");
+        assert_eq!(reply_text(&r), "451 4.3.0 Store 100%% full");
+    }
+}

@@ -1,0 +1,391 @@
+//! Milter mode in process: an MTA written here (its packets built by hand,
+//! not with ticketgate's codec) talks to the milter listener of a gate with
+//! the shipped helpdesks and a real store. Asserts what the MTA is told to
+//! do with the message, what the store holds and what replies go out.
+//! Real Postfix in front of the milter: tests/postfix/run.sh (mode C).
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use ticketgate::control::{Op, Request, Response as ControlResponse};
+use ticketgate::ticket::{Status, Ticket};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// What Postfix 3.7 offers by default: protocol 6, every action, every
+/// protocol step flag.
+const POSTFIX_ACTIONS: u32 = 0x1ff;
+const POSTFIX_PROTOCOL: u32 = 0x1f_ffff;
+
+struct Mta {
+    stream: TcpStream,
+}
+
+/// A milter reply: its command byte and data.
+#[derive(Debug, Clone, PartialEq)]
+struct Reply(u8, Vec<u8>);
+
+impl Reply {
+    fn code(&self) -> char {
+        self.0 as char
+    }
+    /// Name and value of an `i` (insert) or `m` (change) header action.
+    fn header(&self) -> (u32, String, String) {
+        let index = u32::from_be_bytes(self.1[..4].try_into().unwrap());
+        let mut parts = self.1[4..].split(|&b| b == 0);
+        let name = String::from_utf8_lossy(parts.next().unwrap()).into_owned();
+        let value = String::from_utf8_lossy(parts.next().unwrap()).into_owned();
+        (index, name, value)
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(self.1.strip_suffix(&[0]).unwrap_or(&self.1)).into_owned()
+    }
+}
+
+fn packet(code: u8, data: &[u8]) -> Vec<u8> {
+    let mut p = ((data.len() + 1) as u32).to_be_bytes().to_vec();
+    p.push(code);
+    p.extend_from_slice(data);
+    p
+}
+
+fn strings(parts: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for p in parts {
+        out.extend_from_slice(p);
+        out.push(0);
+    }
+    out
+}
+
+impl Mta {
+    async fn connect(addr: std::net::SocketAddr) -> Mta {
+        let mut mta = Mta {
+            stream: TcpStream::connect(addr).await.unwrap(),
+        };
+        let mut optneg = 6u32.to_be_bytes().to_vec();
+        optneg.extend(POSTFIX_ACTIONS.to_be_bytes());
+        optneg.extend(POSTFIX_PROTOCOL.to_be_bytes());
+        let r = mta.call(b'O', &optneg).await;
+        assert_eq!(r.code(), 'O');
+        let mut conn = strings(&[b"client.example.org"]);
+        conn.push(b'4');
+        conn.extend(40000u16.to_be_bytes());
+        conn.extend(strings(&[b"192.0.2.7"]));
+        assert_eq!(mta.call(b'C', &conn).await.code(), 'c');
+        assert_eq!(
+            mta.call(b'H', &strings(&[b"client.example.org"]))
+                .await
+                .code(),
+            'c'
+        );
+        mta
+    }
+
+    async fn send(&mut self, code: u8, data: &[u8]) {
+        self.stream.write_all(&packet(code, data)).await.unwrap();
+    }
+
+    async fn read(&mut self) -> Option<Reply> {
+        let mut len = [0u8; 4];
+        let read = tokio::time::timeout(Duration::from_secs(20), self.stream.read_exact(&mut len))
+            .await
+            .expect("a milter reply within 20 s");
+        if read.is_err() {
+            return None;
+        }
+        let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+        self.stream.read_exact(&mut body).await.unwrap();
+        let data = body.split_off(1);
+        Some(Reply(body[0], data))
+    }
+
+    async fn call(&mut self, code: u8, data: &[u8]) -> Reply {
+        self.send(code, data).await;
+        self.read().await.expect("a reply")
+    }
+
+    /// MAIL and RCPTs (each answered `continue`), with a queue-id macro.
+    async fn envelope(&mut self, from: &str, rcpts: &[&str]) {
+        self.send(b'D', &[&b"M"[..], &strings(&[b"i", b"4XkTEST1"])].concat())
+            .await;
+        let r = self
+            .call(
+                b'M',
+                &strings(&[format!("<{from}>").as_bytes(), b"SIZE=100"]),
+            )
+            .await;
+        assert_eq!(r.code(), 'c');
+        for rcpt in rcpts {
+            let r = self
+                .call(b'R', &strings(&[format!("<{rcpt}>").as_bytes()]))
+                .await;
+            assert_eq!(r.code(), 'c');
+        }
+    }
+
+    /// Headers, body and end of message; returns the replies to the end
+    /// of message (header actions, then the verdict).
+    async fn content(&mut self, headers: &[(&str, &str)], body: &str) -> Vec<Reply> {
+        for (name, value) in headers {
+            let r = self
+                .call(b'L', &strings(&[name.as_bytes(), value.as_bytes()]))
+                .await;
+            assert_eq!(r.code(), 'c', "reply to header {name}");
+        }
+        assert_eq!(self.call(b'N', b"").await.code(), 'c');
+        assert_eq!(self.call(b'B', body.as_bytes()).await.code(), 'c');
+        self.send(b'E', b"").await;
+        let mut replies = Vec::new();
+        loop {
+            let r = self.read().await.expect("end-of-message replies");
+            let last = matches!(r.code(), 'a' | 'c' | 't' | 'r' | 'y');
+            replies.push(r);
+            if last {
+                return replies;
+            }
+        }
+    }
+}
+
+struct Rig {
+    dg: DeskGate,
+    milter: std::net::SocketAddr,
+    relay: Sink,
+}
+
+async fn rig() -> Rig {
+    let hop = Sink::start(SinkBehaviour::default()).await;
+    let relay = Sink::start(SinkBehaviour::default()).await;
+    let dg = start_desk_gate_with(
+        &hop.addr.to_string(),
+        Some(relay.addr),
+        tempfile::tempdir().unwrap(),
+        |c| {
+            c.milter.listen = Some("127.0.0.1:0".to_string().try_into().unwrap());
+        },
+    )
+    .await;
+    let milter = dg.gate.milter.expect("milter listener");
+    Rig { dg, milter, relay }
+}
+
+impl Rig {
+    async fn tickets(&self) -> Vec<Ticket> {
+        let request = Request {
+            op: Op::List {
+                status: None,
+                helpdesk: None,
+            },
+            actor: None,
+        };
+        match ticketgate::control::call(&self.dg.control, &request)
+            .await
+            .unwrap()
+        {
+            ControlResponse::Tickets { tickets } => tickets,
+            other => panic!("list: {other:?}"),
+        }
+    }
+}
+
+const BODY_MAGO: &str = "Buongiorno,\r\nda stamattina Mago4 non stampa piu' le fatture elettroniche:\r\nil programma si chiude con un errore di memoria.\r\nContratto: 4711\r\n";
+
+fn mago_headers(msgid: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("From", "Mario Rossi <mario.rossi@example.org>".into()),
+        ("To", "nuovocaso@projectpp.it".into()),
+        ("Subject", "Mago4 non stampa le fatture, urgente".into()),
+        ("Message-ID", format!("<{msgid}>")),
+        ("Date", "Mon, 23 Nov 2026 10:00:00 +0100".into()),
+        ("X-Ticketgate-Ticket", "PP-1999-000001".into()),
+        ("Content-Type", "text/plain; charset=utf-8".into()),
+    ]
+}
+
+fn as_refs<'a>(h: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    h.iter().map(|(n, v)| (*n, v.as_str())).collect()
+}
+
+#[tokio::test]
+async fn helpdesk_mail_is_ticketed_tagged_and_answered() {
+    let rig = rig().await;
+    let mut mta = Mta::connect(rig.milter).await;
+    mta.envelope("mario.rossi@example.org", &["nuovocaso@projectpp.it"])
+        .await;
+    assert_eq!(mta.call(b'T', b"").await.code(), 'c', "DATA: ours, go on");
+    let headers = mago_headers("mago-1@example.org");
+    let replies = mta.content(&as_refs(&headers), BODY_MAGO).await;
+
+    assert_eq!(replies.last().unwrap().code(), 'a', "{replies:?}");
+    let deletes: Vec<_> = replies.iter().filter(|r| r.code() == 'm').collect();
+    assert_eq!(deletes.len(), 1, "{replies:?}");
+    assert_eq!(
+        deletes[0].header(),
+        (1, "X-Ticketgate-Ticket".into(), String::new())
+    );
+    let inserted: Vec<(String, String)> = replies
+        .iter()
+        .filter(|r| r.code() == 'i')
+        .map(|r| {
+            let (index, name, value) = r.header();
+            assert_eq!(index, 0);
+            (name, value)
+        })
+        .collect();
+    let tag = |n: &str| {
+        inserted
+            .iter()
+            .find(|(name, _)| name == n)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("no {n} in {inserted:?}"))
+    };
+    let id = tag("X-Ticketgate-Ticket");
+    assert!(id.starts_with("PP-"), "{id}");
+    assert_eq!(tag("X-Ticketgate-Action"), "created");
+    assert_eq!(tag("X-Ticketgate-Sector"), "gestionale");
+    assert_eq!(tag("X-Ticketgate-Urgency"), "urgente");
+    assert_eq!(tag("X-Ticketgate-Contract"), "4711");
+    assert!(tag("Authentication-Results").starts_with("gate.test;"));
+    // Inserted at the top one by one: sent last first, so the message
+    // reads in our order.
+    assert_eq!(inserted.last().unwrap().0, "X-Ticketgate-Ticket");
+
+    let tickets = rig.tickets().await;
+    assert_eq!(tickets.len(), 1);
+    assert_eq!(tickets[0].id, id);
+    assert_eq!(tickets[0].sector.as_deref(), Some("gestionale"));
+    assert!(
+        tickets[0].messages[0].raw_sha256.is_some(),
+        "the message as Postfix gave it is kept"
+    );
+    // The confirmation goes out once the MTA has the accept.
+    assert!(
+        eventually(|| rig.relay.received.lock().unwrap().len() == 1).await,
+        "one confirmation"
+    );
+    let reply = rig.relay.received.lock().unwrap()[0].data.clone();
+    assert!(String::from_utf8_lossy(&reply).contains(&id));
+    assert_eq!(
+        rig.relay.received.lock().unwrap()[0].rcpts,
+        vec!["mario.rossi@example.org".to_string()]
+    );
+}
+
+#[tokio::test]
+async fn other_mail_is_accepted_at_data_and_left_alone() {
+    let rig = rig().await;
+    let mut mta = Mta::connect(rig.milter).await;
+    mta.envelope(
+        "a@example.org",
+        &["someone@example.net", "other@example.com"],
+    )
+    .await;
+    assert_eq!(mta.call(b'T', b"").await.code(), 'a');
+    // A new message on the same connection is judged afresh.
+    mta.envelope("mario.rossi@example.org", &["nuovocaso@projectpp.it"])
+        .await;
+    assert_eq!(mta.call(b'T', b"").await.code(), 'c');
+    mta.send(b'A', b"").await;
+    mta.envelope("a@example.org", &["someone@example.net"])
+        .await;
+    assert_eq!(mta.call(b'T', b"").await.code(), 'a');
+    assert!(rig.tickets().await.is_empty());
+}
+
+#[tokio::test]
+async fn store_unavailable_is_a_temporary_failure_with_our_text() {
+    let rig = rig().await;
+    rig.dg.desks.store().clone().close().await;
+    let mut mta = Mta::connect(rig.milter).await;
+    mta.envelope("mario.rossi@example.org", &["nuovocaso@projectpp.it"])
+        .await;
+    mta.call(b'T', b"").await;
+    let headers = mago_headers("mago-2@example.org");
+    let replies = mta.content(&as_refs(&headers), BODY_MAGO).await;
+    assert_eq!(replies.len(), 1, "no header changes: {replies:?}");
+    assert_eq!(replies[0].code(), 'y');
+    assert_eq!(
+        replies[0].text(),
+        "451 4.3.0 Ticket store unavailable, try again later"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        rig.relay.received.lock().unwrap().is_empty(),
+        "no reply for a refused message"
+    );
+}
+
+#[tokio::test]
+async fn a_retry_after_a_lost_verdict_lands_on_the_same_ticket() {
+    let rig = rig().await;
+    let headers = mago_headers("mago-3@example.org");
+    // First attempt: the MTA goes away before reading our verdict (as if
+    // its milter timeout fired), so it will try again.
+    {
+        let mut mta = Mta::connect(rig.milter).await;
+        mta.envelope("mario.rossi@example.org", &["nuovocaso@projectpp.it"])
+            .await;
+        mta.call(b'T', b"").await;
+        for (name, value) in as_refs(&headers) {
+            mta.call(b'L', &strings(&[name.as_bytes(), value.as_bytes()]))
+                .await;
+        }
+        mta.call(b'N', b"").await;
+        mta.call(b'B', BODY_MAGO.as_bytes()).await;
+        mta.send(b'E', b"").await;
+    }
+    assert!(eventually(|| rig.tickets_now().len() == 1).await);
+    let mut mta = Mta::connect(rig.milter).await;
+    mta.envelope("mario.rossi@example.org", &["nuovocaso@projectpp.it"])
+        .await;
+    mta.call(b'T', b"").await;
+    let replies = mta.content(&as_refs(&headers), BODY_MAGO).await;
+    assert_eq!(replies.last().unwrap().code(), 'a');
+    let tickets = rig.tickets().await;
+    assert_eq!(tickets.len(), 1, "one ticket for two attempts");
+    assert_eq!(tickets[0].status, Status::Open);
+    assert!(
+        eventually(|| rig.relay.received.lock().unwrap().len() == 1).await,
+        "one confirmation"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(rig.relay.received.lock().unwrap().len(), 1, "and not two");
+}
+
+impl Rig {
+    /// The store's tickets, read directly (no await: for `eventually`).
+    fn tickets_now(&self) -> Vec<Ticket> {
+        self.dg.desks.store().list().unwrap()
+    }
+}
+
+#[tokio::test]
+async fn an_oversized_packet_closes_the_connection() {
+    let rig = rig().await;
+    let mut mta = Mta::connect(rig.milter).await;
+    // Claims 2 GiB of header: refused from the length alone.
+    mta.stream
+        .write_all(&[0x7f, 0xff, 0xff, 0xff, b'L'])
+        .await
+        .unwrap();
+    assert!(mta.read().await.is_none(), "closed without a reply");
+}
+
+#[tokio::test]
+async fn an_mta_without_header_actions_is_refused() {
+    let rig = rig().await;
+    let mut stream = TcpStream::connect(rig.milter).await.unwrap();
+    let mut optneg = 6u32.to_be_bytes().to_vec();
+    optneg.extend(0x01u32.to_be_bytes()); // may add headers, not change them
+    optneg.extend(POSTFIX_PROTOCOL.to_be_bytes());
+    stream.write_all(&packet(b'O', &optneg)).await.unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(20), stream.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    assert_eq!(n, 0, "closed without negotiating");
+}
