@@ -389,3 +389,95 @@ async fn an_mta_without_header_actions_is_refused() {
         .unwrap_or(0);
     assert_eq!(n, 0, "closed without negotiating");
 }
+
+/// Replays bytes a real Postfix 3.7 sent (tests/fixtures/milter/README.md)
+/// and returns every reply until the connection closes after its QUIT.
+async fn replay(rig: &Rig, fixture: &str) -> Vec<Reply> {
+    let bytes = std::fs::read(repo_path(&format!("tests/fixtures/milter/{fixture}"))).unwrap();
+    let mut mta = Mta {
+        stream: TcpStream::connect(rig.milter).await.unwrap(),
+    };
+    mta.stream.write_all(&bytes).await.unwrap();
+    let mut replies = Vec::new();
+    while let Some(r) = mta.read().await {
+        replies.push(r);
+    }
+    replies
+}
+
+fn codes(replies: &[Reply]) -> String {
+    replies.iter().map(Reply::code).collect()
+}
+
+#[tokio::test]
+async fn a_captured_postfix_session_gets_tagged_with_the_forged_header_removed() {
+    let rig = rig().await;
+    let replies = replay(&rig, "postfix-3.7-session.bin").await;
+    let captured = std::fs::read(repo_path(
+        "tests/fixtures/milter/postfix-3.7-session.replies.bin",
+    ))
+    .unwrap();
+    // Our negotiation answer is the one this Postfix accepted.
+    assert_eq!(
+        packet(replies[0].0, &replies[0].1),
+        captured[..17].to_vec(),
+        "OPTNEG answer"
+    );
+    // connect, helo, mail, rcpt, data, 8 headers, end of headers, body:
+    // continue; then one forged field deleted, our fields inserted, accept.
+    let all = codes(&replies);
+    assert!(all.starts_with(&format!("O{}m", "c".repeat(15))), "{all}");
+    assert!(all.ends_with("ia"), "{all}");
+    let tickets = rig.tickets().await;
+    assert_eq!(tickets.len(), 1);
+    let t = &tickets[0];
+    assert!(t.id.starts_with("SIS-"), "{}", t.id);
+    assert_eq!(t.procedure.as_deref(), Some("Dichiarativo 730"));
+    assert_eq!(t.requester, "mario.rossi@example.org");
+    assert_eq!(
+        t.subject,
+        "Dichiarativo 730: errore nel calcolo del rimborso"
+    );
+    let inserted: Vec<_> = replies
+        .iter()
+        .filter(|r| r.code() == 'i')
+        .map(Reply::header)
+        .collect();
+    assert!(inserted.contains(&(0, "X-Ticketgate-Ticket".into(), t.id.clone())));
+    // The stored message is the one Postfix passed on, in wire form.
+    let sha = t.messages[0].raw_sha256.clone().unwrap();
+    let raw = std::fs::read(rig.dg.desks.store().blob_path(&sha)).unwrap();
+    let raw = String::from_utf8(raw).unwrap();
+    assert!(
+        raw.starts_with("From: Mario Rossi <mario.rossi@example.org>\r\nTo: helpdesk.sisemplice.730@01s.it\r\nSubject: Dichiarativo 730: errore\r\n nel calcolo del rimborso\r\n"),
+        "{raw}"
+    );
+    assert!(raw.contains("\r\n\r\nBuongiorno,\r\n"), "{raw}");
+}
+
+#[tokio::test]
+async fn two_captured_messages_in_one_session_make_two_tickets() {
+    let rig = rig().await;
+    let replies = replay(&rig, "postfix-3.7-two-messages.bin").await;
+    let all = codes(&replies);
+    assert_eq!(all.matches('a').count(), 2, "{all}");
+    let mut ids: Vec<String> = rig.tickets().await.into_iter().map(|t| t.id).collect();
+    ids.sort();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert!(
+        ids[0].starts_with("PP-") && ids[1].starts_with("SIS-"),
+        "{ids:?}"
+    );
+    let pp = rig
+        .tickets()
+        .await
+        .into_iter()
+        .find(|t| t.id.starts_with("PP-"))
+        .unwrap();
+    // The requester is the From: of the message (the envelope sender of
+    // this capture is another address).
+    assert_eq!(pp.requester, "mario.rossi@example.org");
+    assert_eq!(pp.contract.as_deref(), Some("1234"));
+    // Only the helpdesk recipient is the ticket's; the other is left alone.
+    assert_eq!(pp.recipients, vec!["nuovocaso@projectpp.it".to_string()]);
+}

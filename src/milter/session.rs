@@ -289,7 +289,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MilterSession<S> {
                 self.macro_value("client_addr").map(str::to_string)
             },
             port: inet.then(|| port.to_string()),
-            name: Some(hostname).filter(|h| !h.is_empty() && h != "unknown"),
+            // Postfix says `[192.0.2.1]` when the client has no name.
+            name: Some(hostname).filter(|h| !h.is_empty() && h != "unknown" && !h.starts_with('[')),
             ..ClientInfo::default()
         };
         tracing::debug!(session = %self.id, client = ?self.client.addr, "milter: client connected");
