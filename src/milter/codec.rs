@@ -488,4 +488,78 @@ mod tests {
         expected.extend(packet(b'y', b"451 4.3.0 Ticket store  unavailable\0"));
         assert_eq!(out, expected);
     }
+
+    /// Every packet of a session captured from Postfix 3.7 decodes, in
+    /// the order tests/fixtures/milter/README.md lists.
+    #[tokio::test]
+    async fn a_captured_postfix_session_decodes() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/milter/postfix-3.7-session.bin"
+        );
+        let bytes = std::fs::read(path).unwrap();
+        let got: Vec<Command> = read_all(&bytes, 1024 * 1024)
+            .await
+            .into_iter()
+            .map(|c| c.unwrap())
+            .collect();
+        let letters: String = got
+            .iter()
+            .map(|c| match c {
+                Command::OptionNegotiation { .. } => 'O',
+                Command::Macros { .. } => 'D',
+                Command::Connect { .. } => 'C',
+                Command::Helo(_) => 'H',
+                Command::Mail(_) => 'M',
+                Command::Rcpt(_) => 'R',
+                Command::Data => 'T',
+                Command::Header { .. } => 'L',
+                Command::EndOfHeaders => 'N',
+                Command::Body(_) => 'B',
+                Command::EndOfMessage(_) => 'E',
+                Command::Abort => 'A',
+                Command::Quit => 'Q',
+                Command::QuitNewConnection => 'K',
+                Command::Unknown(_) => 'U',
+            })
+            .collect();
+        assert_eq!(letters, format!("ODCDHDMDRDT{}DNDBDEAAQ", "DL".repeat(8)));
+        assert_eq!(
+            got[0],
+            Command::OptionNegotiation {
+                version: 6,
+                actions: 0x1ff,
+                protocol: 0x1f_ffff
+            }
+        );
+        assert_eq!(
+            got[2],
+            Command::Connect {
+                hostname: "[127.0.0.1]".into(),
+                family: Family::Inet4,
+                port: 53248,
+                address: "127.0.0.1".into()
+            }
+        );
+        assert_eq!(
+            got[6],
+            Command::Mail(vec!["<mario.rossi@example.org>".into()])
+        );
+        assert!(got.contains(&Command::Header {
+            name: "Subject".into(),
+            value: b"Dichiarativo 730: errore\n nel calcolo del rimborso".to_vec()
+        }));
+        assert!(got.contains(&Command::Macros {
+            stage: b'T',
+            pairs: vec![("i".into(), "542519902D8".into())]
+        }));
+        let body = got.iter().find_map(|c| match c {
+            Command::Body(b) => Some(b),
+            _ => None,
+        });
+        assert!(
+            body.unwrap()
+                .starts_with(b"Buongiorno,\r\nil Dichiarativo 730")
+        );
+    }
 }
