@@ -118,3 +118,38 @@ fn template_with_unknown_placeholder_fails_check_config() {
         "{err}"
     );
 }
+
+const SERVER: &str = "[server]\nlisten = \"127.0.0.1:10025\"\nnext_hop = \"127.0.0.1:10026\"\ndata_dir = \"/tmp/x\"\n";
+
+#[test]
+fn bad_milter_address_names_its_line() {
+    let (code, err) = check(&format!("{SERVER}[milter]\nlisten = \"localhost\"\n"));
+    assert_eq!(code, 2);
+    assert!(
+        err.starts_with("FILE:6:") && err.contains("unix:PATH"),
+        "{err}"
+    );
+}
+
+#[test]
+fn milter_only_without_a_milter_listener_is_refused() {
+    let (code, err) = check(&format!("{SERVER}[milter]\nonly = true\n"));
+    assert_eq!(code, 2);
+    assert!(err.contains("milter.only"), "{err}");
+    let (code, err) = check(&format!(
+        "{SERVER}[milter]\nonly = true\nlisten = \"unix:/run/ticketgate/milter.sock\"\n"
+    ));
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn milter_only_flag_needs_a_milter_address() {
+    let out = ticketgate(&[
+        "serve",
+        "--config",
+        &repo("config/ticketgate.toml"),
+        "--milter-only",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--milter-only needs --milter"));
+}
