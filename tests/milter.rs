@@ -157,19 +157,7 @@ struct Rig {
 }
 
 async fn rig() -> Rig {
-    let hop = Sink::start(SinkBehaviour::default()).await;
-    let relay = Sink::start(SinkBehaviour::default()).await;
-    let dg = start_desk_gate_with(
-        &hop.addr.to_string(),
-        Some(relay.addr),
-        tempfile::tempdir().unwrap(),
-        |c| {
-            c.milter.listen = Some("127.0.0.1:0".to_string().try_into().unwrap());
-        },
-    )
-    .await;
-    let milter = dg.gate.milter.expect("milter listener");
-    Rig { dg, milter, relay }
+    rig_with(|_| {}).await
 }
 
 impl Rig {
@@ -480,4 +468,54 @@ async fn two_captured_messages_in_one_session_make_two_tickets() {
     assert_eq!(pp.contract.as_deref(), Some("1234"));
     // Only the helpdesk recipient is the ticket's; the other is left alone.
     assert_eq!(pp.recipients, vec!["nuovocaso@projectpp.it".to_string()]);
+}
+
+async fn rig_with(tweak: impl FnOnce(&mut ticketgate::config::Config)) -> Rig {
+    let hop = Sink::start(SinkBehaviour::default()).await;
+    let relay = Sink::start(SinkBehaviour::default()).await;
+    let dg = start_desk_gate_with(
+        &hop.addr.to_string(),
+        Some(relay.addr),
+        tempfile::tempdir().unwrap(),
+        |c| {
+            c.milter.listen = Some("127.0.0.1:0".to_string().try_into().unwrap());
+            tweak(c);
+        },
+    )
+    .await;
+    let milter = dg.gate.milter.expect("milter listener");
+    Rig { dg, milter, relay }
+}
+
+#[tokio::test]
+async fn a_silent_mta_is_dropped_at_the_read_timeout() {
+    let rig = rig_with(|c| c.milter.read_timeout_secs = 1).await;
+    let mut mta = Mta::connect(rig.milter).await;
+    mta.envelope("a@example.org", &["nuovocaso@projectpp.it"])
+        .await;
+    // Nothing more: the connection must not be held for ever.
+    assert!(mta.read().await.is_none(), "closed after the read timeout");
+}
+
+#[tokio::test]
+async fn shutdown_closes_idle_connections_and_lets_a_message_finish() {
+    let mut rig = rig_with(|c| c.limits.shutdown_grace_secs = 20).await;
+    let mut idle = Mta::connect(rig.milter).await;
+    let mut busy = Mta::connect(rig.milter).await;
+    busy.envelope("mario.rossi@example.org", &["nuovocaso@projectpp.it"])
+        .await;
+    assert_eq!(busy.call(b'T', b"").await.code(), 'c');
+    rig.dg.gate.begin_stop();
+    // Between messages: closed at once (Postfix tempfails what comes next).
+    assert!(idle.read().await.is_none(), "idle connection closed");
+    // In a message: it is finished, ticket and all.
+    let headers = mago_headers("mago-stop@example.org");
+    let replies = busy.content(&as_refs(&headers), BODY_MAGO).await;
+    assert_eq!(replies.last().unwrap().code(), 'a', "{replies:?}");
+    assert_eq!(rig.tickets_now().len(), 1);
+    // No new connection is taken any more.
+    assert!(
+        eventually(|| std::net::TcpStream::connect(rig.milter).is_err()).await,
+        "listener closed"
+    );
 }
