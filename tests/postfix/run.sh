@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
-# End to end through a real Postfix, in ticketgate's two SMTP modes:
+# End to end through a real Postfix, in ticketgate's three modes:
 #
 #   A. before-queue proxy:    swaks -> smtpd(P, smtpd_proxy_filter) ->
 #                             ticketgate(T) -> smtpd(R) -> queue -> smtp-sink
 #   B. after-queue filter:    swaks -> smtpd(P) -> queue -> ticketgate
 #                             transport -> ticketgate(T) -> smtpd(R) ->
 #                             queue -> smtp-sink
+#   C. milter:                swaks -> smtpd(P, smtpd_milters) <-> ticketgate
+#                             (--milter-only) ; smtpd(P) -> queue -> smtp-sink
+#
+# The seed scenarios (01S and Project++ tickets, confirmations, forged tags,
+# pass-through, close/reopen by mail, suspend and resume, store failure) run
+# in modes A and C with the same checks; in those modes ticketgate's
+# automatic replies go to the smtp-sink too, where they are read back.
 #
 # Everything runs in a private Postfix instance under a mktemp directory
 # (own config, queue and data directories, loopback ports chosen at run
@@ -49,6 +56,8 @@ check() {
     shift
     if "$@"; then ok "$what"; else bad "$what"; fi
 }
+# not COMMAND...: succeeds when COMMAND fails.
+not() { ! "$@"; }
 # wait_for SECONDS COMMAND...: poll until COMMAND succeeds, at most SECONDS.
 wait_for() {
     local end=$((SECONDS + $1))
@@ -70,6 +79,7 @@ SINK_PID=
 TG_PID=
 TG_EXIT=
 TG_LOG=
+CTL=
 MODE=setup
 
 master_pid() {
@@ -84,7 +94,7 @@ stop_ticketgate() {
     [[ -n $TG_PID ]] || return 0
     kill -TERM "$TG_PID" 2>/dev/null || true
     # shutdown_grace_secs is 30 in the shipped config.
-    if ! wait_for 40 eval '! kill -0 "$TG_PID" 2>/dev/null'; then
+    if ! wait_for 40 not kill -0 "$TG_PID" 2>/dev/null; then
         say "ticketgate did not stop on SIGTERM; killing it"
         kill -KILL "$TG_PID" 2>/dev/null || true
     fi
@@ -97,16 +107,16 @@ stop_postfix() {
     local pid
     pid=$(master_pid) || return 0
     timeout 30 postfix -c "$PF" stop >>"$LOGS/postfix-cmd.log" 2>&1 || true
-    if ! wait_for 20 eval '! kill -0 "$pid" 2>/dev/null'; then
+    if ! wait_for 20 not kill -0 "$pid" 2>/dev/null; then
         timeout 10 postfix -c "$PF" abort >>"$LOGS/postfix-cmd.log" 2>&1 || true
-        wait_for 5 eval '! kill -0 "$pid" 2>/dev/null' || kill -KILL "$pid" 2>/dev/null || true
+        wait_for 5 not kill -0 "$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
     fi
 }
 
 stop_sink() {
     [[ -n $SINK_PID ]] || return 0
     kill -TERM "$SINK_PID" 2>/dev/null || true
-    wait_for 5 eval '! kill -0 "$SINK_PID" 2>/dev/null' || kill -KILL "$SINK_PID" 2>/dev/null || true
+    wait_for 5 not kill -0 "$SINK_PID" 2>/dev/null || kill -KILL "$SINK_PID" 2>/dev/null || true
     wait "$SINK_PID" 2>/dev/null || true
     SINK_PID=
 }
@@ -156,7 +166,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-for tool in postfix postconf postqueue smtp-sink smtp-source swaks python3 timeout; do
+for tool in postfix postconf postqueue smtp-sink smtp-source swaks python3 timeout ss; do
     command -v "$tool" >/dev/null || die "$tool not installed (apt-get install postfix swaks)"
 done
 [[ $(id -u) == 0 ]] || die "must run as root (Postfix's master needs it)"
@@ -198,6 +208,9 @@ print(" ".join(map(str, got)))
 EOF
 }
 read -r SINK_PORT DEAD_PORT < <(free_ports 2)
+# Where ticketgate sends its automatic replies: the sink in modes A and C
+# (the scenarios read them there), a closed port in mode B.
+RELAY_PORT=$DEAD_PORT
 
 listening() { timeout 2 bash -c ": </dev/tcp/127.0.0.1/$1" 2>/dev/null; }
 
@@ -213,6 +226,13 @@ SINK_PID=$!
 wait_for 10 listening "$SINK_PORT" || die "smtp-sink did not start on 127.0.0.1:$SINK_PORT"
 
 dumps() { find "$SINK" -type f -name 'msg.*' | wc -l; }
+# Ticket ids start again with every data directory: before each mode the
+# dumps of the previous one move aside, so a search finds this mode's.
+sink_aside() {
+    local d=$W/sink-before-$MODE
+    mkdir -p "$d"
+    find "$SINK" -type f -name 'msg.*' -exec mv -t "$d" {} +
+}
 # dump_with TEXT: the sink dump holding TEXT (a unique marker).
 dump_with() { grep -rlF -- "$1" "$SINK" 2>/dev/null | head -n 1; }
 has_dump() { [[ -n $(dump_with "$1") ]]; }
@@ -261,6 +281,9 @@ e2e_reinject_recipient_restrictions =
 EOF
     if [[ $mode == B ]]; then
         echo "content_filter = ticketgate:[127.0.0.1]:$TG_PORT" >>"$PF/main.cf"
+    fi
+    if [[ $mode == C ]]; then
+        milter_snippet >>"$PF/main.cf" || return 1
     fi
     printf 'reject@example.net 550 5.1.1 <reject@example.net>: e2e says no such user\n' \
         >"$PF/reject_recipients"
@@ -330,11 +353,31 @@ print("\n".join(out))
 PYEOF
 }
 
+# The shipped packaging/postfix/milter.main.cf without its comments, the
+# milter's port the one picked above. Fails if the snippet no longer has
+# the settings the mode relies on.
+milter_snippet() {
+    local f=$ROOT/packaging/postfix/milter.main.cf key
+    for key in smtpd_milters non_smtpd_milters milter_default_action milter_protocol; do
+        grep -qE "^$key = " "$f" || { say "$f: no $key"; return 1; }
+    done
+    grep -qE '^smtpd_milters = inet:127\.0\.0\.1:8890$' "$f" ||
+        { say "$f: smtpd_milters is not inet:127.0.0.1:8890"; return 1; }
+    echo "# packaging/postfix/milter.main.cf, port 8890 -> $MILTER_PORT"
+    grep -vE '^[[:space:]]*(#|$)' "$f" | sed "s/127\.0\.0\.1:8890/127.0.0.1:$MILTER_PORT/g"
+}
+
 write_master_cf() {
     local mode=$1
     {
         echo "$BASE_MASTER_CF"
-        if [[ $mode == A ]]; then
+        if [[ $mode == C ]]; then
+            # One public smtpd; Postfix delivers to the sink itself.
+            cat <<EOF
+127.0.0.1:$PUBLIC_PORT inet n  -       n       -       20      smtpd
+  -o syslog_name=postfix/public
+EOF
+        elif [[ $mode == A ]]; then
             snippet before-queue-proxy.master.cf
             # The same proxy without speed_adjust: refusals at RCPT time.
             cat <<EOF
@@ -355,20 +398,27 @@ EOF
 
 start_postfix() {
     local mode=$1
-    write_main_cf "$mode"
+    write_main_cf "$mode" || { say "cannot write main.cf"; return 1; }
     write_master_cf "$mode" || { say "cannot write master.cf"; return 1; }
     # Like /var/spool/postfix: root's; postfix creates what is inside.
     mkdir -p "$SPOOL"
     chmod 0755 "$SPOOL"
     local out
-    out=$(timeout 60 postfix -c "$PF" check 2>&1) && [[ $out != *fatal* ]] &&
-        ok "mode $mode: postfix -c DIR check passes" ||
-        { bad "mode $mode: postfix -c DIR check passes"; printf '%s\n' "$out"; return 1; }
+    if out=$(timeout 60 postfix -c "$PF" check 2>&1) && [[ $out != *fatal* ]]; then
+        ok "mode $mode: postfix -c DIR check passes"
+    else
+        bad "mode $mode: postfix -c DIR check passes"
+        printf '%s\n' "$out"
+        return 1
+    fi
     timeout 60 postfix -c "$PF" start </dev/null >>"$LOGS/postfix-cmd.log" 2>&1 ||
         { say "postfix start failed"; return 1; }
-    wait_for 20 listening "$PUBLIC_PORT" && wait_for 20 listening "$REINJECT_PORT" &&
-        { [[ $mode == B ]] || wait_for 20 listening "$DIRECT_PORT"; } ||
-        { say "Postfix does not listen on $PUBLIC_PORT / $REINJECT_PORT"; return 1; }
+    local port ports=("$PUBLIC_PORT")
+    [[ $mode == C ]] || ports+=("$REINJECT_PORT")
+    [[ $mode != A ]] || ports+=("$DIRECT_PORT")
+    for port in "${ports[@]}"; do
+        wait_for 20 listening "$port" || { say "Postfix does not listen on $port"; return 1; }
+    done
 }
 
 # Every Postfix daemon of the instance runs as mail_owner; only the master
@@ -395,23 +445,36 @@ check_daemon_users() {
 
 # --------------------------------------------------------------------------
 # ticketgate
+# start_ticketgate DIR: ticketgate for the current mode (SMTP listener in
+# A and B, milter only in C) with its data, control socket and log in DIR.
+# With TG_FSIZE=N it runs under `ulimit -f N` (1 KiB blocks) with SIGXFSZ
+# ignored, so writing a larger file fails with EFBIG: a full store.
 start_ticketgate() {
-    local dir=$1
+    local dir=$1 port
     mkdir -p "$dir"
     TG_LOG=$dir/ticketgate.log
-    "$BIN" serve --config "$CONFIG" \
-        --listen "127.0.0.1:$TG_PORT" \
-        --next-hop "127.0.0.1:$REINJECT_PORT" \
-        --reply-relay "127.0.0.1:$DEAD_PORT" \
-        --data-dir "$dir/data" \
-        --control "$dir/control.sock" \
-        --log-format json \
-        </dev/null >>"$TG_LOG" 2>&1 &
+    CTL=$dir/control.sock
+    local args=(serve --config "$CONFIG")
+    if [[ $MODE == C ]]; then
+        args+=(--milter "127.0.0.1:$MILTER_PORT" --milter-only)
+        port=$MILTER_PORT
+    else
+        args+=(--listen "127.0.0.1:$TG_PORT" --next-hop "127.0.0.1:$REINJECT_PORT")
+        port=$TG_PORT
+    fi
+    args+=(--reply-relay "127.0.0.1:$RELAY_PORT" --data-dir "$dir/data"
+        --control "$CTL" --log-format json)
+    if [[ -n ${TG_FSIZE:-} ]]; then
+        (trap '' XFSZ; ulimit -f "$TG_FSIZE"; exec "$BIN" "${args[@]}") \
+            </dev/null >>"$TG_LOG" 2>&1 &
+    else
+        "$BIN" "${args[@]}" </dev/null >>"$TG_LOG" 2>&1 &
+    fi
     TG_PID=$!
     local end=$((SECONDS + 60))
-    until listening "$TG_PORT"; do
+    until listening "$port"; do
         kill -0 "$TG_PID" 2>/dev/null || { say "ticketgate exited at start"; TG_PID=; return 1; }
-        ((SECONDS < end)) || { say "ticketgate does not listen on $TG_PORT"; return 1; }
+        ((SECONDS < end)) || { say "ticketgate does not listen on $port"; return 1; }
         sleep 0.1
     done
 }
@@ -497,14 +560,354 @@ queued_from() {
     timeout 10 postqueue -c "$PF" -j 2>/dev/null |
         grep -F "\"sender\": \"$1\"" | grep -qF "\"queue_name\": \"$2\""
 }
+# Anything from SENDER in the queue, whatever the queue.
+in_queue() {
+    timeout 10 postqueue -c "$PF" -j 2>/dev/null | grep -qF "\"sender\": \"$1\""
+}
 queue_empty() {
     [[ -z $(timeout 10 postqueue -c "$PF" -j 2>/dev/null) ]]
+}
+
+# --------------------------------------------------------------------------
+# The seed scenarios, the same checks in mode A and in mode C.
+YEAR=$(date -u +%Y)
+LONG_BODY="Buongiorno, la procedura di emissione ddt sul registro VENIMM dal 1 al 10 dicembre si blocca per il ddt n. 12345 con errore di calcolo."
+
+# tg ARGS...: the tickets command against the running ticketgate.
+tg() { timeout 30 "$BIN" tickets --control "$CTL" --as e2e "$@"; }
+# jget FIELD: FIELD of the JSON object on stdin (strings bare, the rest
+# as JSON: null, numbers).
+jget() {
+    python3 -c 'import json, sys
+v = json.load(sys.stdin).get(sys.argv[1])
+print(v if isinstance(v, str) else json.dumps(v))' "$1"
+}
+# listed ID FIELD: FIELD of ticket ID as `tickets list --json` shows it.
+listed() {
+    tg list --json | python3 -c 'import json, sys
+t = [t for t in json.load(sys.stdin) if t.get("id") == sys.argv[1]]
+v = t[0].get(sys.argv[2]) if t else "(not listed)"
+print(v if isinstance(v, str) else json.dumps(v))' "$1" "$2"
+}
+shown() { tg show "$1" --json | jget "$2"; }
+
+# got_reply RC REPLY EXIT PREFIX: swaks exited EXIT (any: not 0) and the
+# refusal it saw starts with PREFIX.
+got_reply() {
+    if [[ $3 == any ]]; then [[ $1 != 0 ]] || return 1; else [[ $1 == "$3" ]] || return 1; fi
+    [[ $2 == "$4"* ]]
+}
+# is DESCRIPTION GOT WANT: one counted check of a value, shown if wrong.
+is() {
+    if [[ $2 == "$3" ]]; then ok "$1"; else bad "$1 (got '$2')"; fi
+}
+# hdr FILE NAME: the first NAME header of a sink dump (not folded ones).
+hdr() { grep -i -m1 "^$2:" "$1" | sed 's/^[^:]*: *//' | tr -d '\r'; }
+hdr_count() { grep -ci "^$2:" "$1"; }
+
+# dump_of ID: the sink dump of the message with X-E2E-Id: ID (the line
+# whole, so A-close does not find A-close-2).
+dump_of() { grep -rlxF -- "X-E2E-Id: $1" "$SINK" 2>/dev/null | head -n 1; }
+has_dump_of() { [[ -n $(dump_of "$1") ]]; }
+has_dumps_of() {
+    local id
+    for id; do has_dump_of "$id" || return 1; done
+}
+# reply_to ID: ticketgate's automatic reply to message ID.
+reply_to() { grep -rlixF -- "In-Reply-To: <$1@e2e.example.org>" "$SINK" 2>/dev/null | head -n 1; }
+has_reply_to() { [[ -n $(reply_to "$1") ]]; }
+# info_request TICKET: the information request of ticket TICKET.
+info_request() { grep -rlE -- "^Subject: \[$1\] Richiesta informazioni" "$SINK" 2>/dev/null | head -n 1; }
+has_info_request() { [[ -n $(info_request "$1") ]]; }
+
+# through M LABEL ID TO [swaks args...]: send message ID, check that
+# swaks got 250 and the message reached the sink; F is its dump.
+F=
+through() {
+    local m=$1 label=$2 id=$3 to=$4 rc=0
+    shift 4
+    F=
+    send "$id" "$to" "$@" || rc=$?
+    if ((rc != 0)); then
+        bad "mode $m: [$label] $id to $to accepted (swaks exit $rc: $(grep -m1 '^<\*\*' "$LOGS/swaks-$id.log"))"
+        return 1
+    fi
+    if wait_for 30 has_dump_of "$id"; then
+        F=$(dump_of "$id")
+        ok "mode $m: [$label] $id to $to accepted and delivered"
+    else
+        bad "mode $m: [$label] $id to $to accepted and delivered (not at the sink)"
+        return 1
+    fi
+}
+# reply_check M LABEL ID TICKET RCPT: ticketgate's reply to message ID
+# reached the sink, to RCPT from <>, naming TICKET, auto-replied; R is it.
+R=
+reply_check() {
+    local m=$1 label=$2 id=$3 tid=$4 rcpt=$5
+    R=
+    if wait_for 30 has_reply_to "$id"; then
+        R=$(reply_to "$id")
+    else
+        bad "mode $m: [$label] automatic reply to $id at the sink"
+        return 1
+    fi
+    is "mode $m: [$label] reply to $id goes to <$rcpt> from <>" \
+        "$(hdr "$R" X-Rcpt-Args | cut -d' ' -f1) $(hdr "$R" X-Mail-Args | cut -d' ' -f1)" "<$rcpt> <>"
+    is "mode $m: [$label] reply subject names $tid" \
+        "$(hdr "$R" Subject | grep -oF -- "[$tid]")" "[$tid]"
+    is "mode $m: [$label] reply has Auto-Submitted: auto-replied" \
+        "$(hdr "$R" Auto-Submitted)" auto-replied
+}
+
+# 1. 01S: a procedure address opens a SIS ticket with the procedure named
+# in the subject, tagged, confirmed to the sender.
+scenario_01s() {
+    local m=$1 id=$1-sis tid
+    FROM=mario.rossi@example.org through "$m" 01S "$id" helpdesk.sisemplice.730@01s.it \
+        --header "Subject: Dichiarativo 730: rimborso errato" --body "$LONG_BODY" || return 0
+    tid=$(hdr "$F" X-Ticketgate-Ticket)
+    check "mode $m: [01S] X-Ticketgate-Ticket: SIS-$YEAR-N (got '$tid')" \
+        grep -qE "^SIS-$YEAR-[0-9]+\$" <<<"$tid"
+    is "mode $m: [01S] X-Ticketgate-Action: created" "$(hdr "$F" X-Ticketgate-Action)" created
+    is "mode $m: [01S] X-Ticketgate-Helpdesk: 01S SiSemplice" "$(hdr "$F" X-Ticketgate-Helpdesk)" "01S SiSemplice"
+    is "mode $m: [01S] X-Ticketgate-Queue: 730" "$(hdr "$F" X-Ticketgate-Queue)" 730
+    is "mode $m: [01S] tickets list --json: procedure Dichiarativo 730" \
+        "$(listed "$tid" procedure)" "Dichiarativo 730"
+    is "mode $m: [01S] tickets list --json: status open" "$(listed "$tid" status)" open
+    reply_check "$m" 01S "$id" "$tid" mario.rossi@example.org
+}
+
+# 2. Project++ nuovocaso: Mago4 sets sector gestionale, "urgente" in the
+# subject the urgency, "Contratto: 1234" the contract.
+scenario_nuovocaso() {
+    local m=$1 id=$1-pp tid
+    FROM=anna.bianchi@example.org through "$m" PP "$id" nuovocaso@projectpp.it \
+        --header "Subject: Mago4 non stampa le fatture, urgente" \
+        --body "$BODY_MAGO
+Contratto: 1234" || return 0
+    tid=$(hdr "$F" X-Ticketgate-Ticket)
+    check "mode $m: [PP] X-Ticketgate-Ticket: PP-$YEAR-N (got '$tid')" \
+        grep -qE "^PP-$YEAR-[0-9]+\$" <<<"$tid"
+    is "mode $m: [PP] X-Ticketgate-Helpdesk: Project++" "$(hdr "$F" X-Ticketgate-Helpdesk)" "Project++"
+    is "mode $m: [PP] X-Ticketgate-Queue: nuovocaso" "$(hdr "$F" X-Ticketgate-Queue)" nuovocaso
+    is "mode $m: [PP] X-Ticketgate-Sector: gestionale" "$(hdr "$F" X-Ticketgate-Sector)" gestionale
+    is "mode $m: [PP] X-Ticketgate-Urgency: urgente" "$(hdr "$F" X-Ticketgate-Urgency)" urgente
+    is "mode $m: [PP] X-Ticketgate-Contract: 1234" "$(hdr "$F" X-Ticketgate-Contract)" 1234
+    is "mode $m: [PP] tickets show --json: sector, urgency, contract" \
+        "$(shown "$tid" sector) $(shown "$tid" urgency) $(shown "$tid" contract)" "gestionale urgente 1234"
+    reply_check "$m" PP "$id" "$tid" anna.bianchi@example.org
+}
+
+# 3. A sector address of Project++: the address sets the sector (no
+# keyword; the helpdesk's default would be tecnico).
+scenario_sector_address() {
+    local m=$1 id=$1-sector tid
+    FROM=luca.verdi@example.org through "$m" sector "$id" supporto.gestionale@projectpp.it \
+        --header "Subject: Registro IVA vendite non si aggiorna" --body "$LONG_BODY" || return 0
+    tid=$(hdr "$F" X-Ticketgate-Ticket)
+    is "mode $m: [sector] X-Ticketgate-Queue: supporto.gestionale" "$(hdr "$F" X-Ticketgate-Queue)" supporto.gestionale
+    is "mode $m: [sector] X-Ticketgate-Sector: gestionale" "$(hdr "$F" X-Ticketgate-Sector)" gestionale
+    is "mode $m: [sector] tickets show --json: sector gestionale" "$(shown "$tid" sector)" gestionale
+}
+
+# 4. Forged X-Ticketgate-* headers in helpdesk mail: gone, ours in place.
+scenario_forged() {
+    local m=$1 id=$1-forged tid
+    FROM=furbo@example.org through "$m" forged "$id" supporto.tecnico@projectpp.it \
+        --header "Subject: Stampante di rete non risponde" \
+        --header "X-Ticketgate-Ticket: FORGED" --header "X-Ticketgate-Status: closed" \
+        --body "$LONG_BODY" || return 0
+    tid=$(hdr "$F" X-Ticketgate-Ticket)
+    is "mode $m: [forged] one X-Ticketgate-Ticket header" "$(hdr_count "$F" X-Ticketgate-Ticket)" 1
+    check "mode $m: [forged] it is ticketgate's (got '$tid')" grep -qE "^PP-$YEAR-[0-9]+\$" <<<"$tid"
+    check "mode $m: [forged] FORGED appears nowhere in the delivered mail" not grep -q FORGED "$F"
+    is "mode $m: [forged] one X-Ticketgate-Status, open" \
+        "$(hdr_count "$F" X-Ticketgate-Status) $(hdr "$F" X-Ticketgate-Status)" "1 open"
+}
+
+# 5. Not a helpdesk address (a staff member of a helpdesk domain): the
+# message arrives as sent, below Postfix's Received headers, forged tag
+# and all; no ticket.
+scenario_passthrough() {
+    local m=$1 id=$1-pass data=$LOGS/pass-$1.eml before
+    cat >"$data" <<EOF
+From: Mario Rossi <mario.rossi@example.org>
+To: Paolo Neri <paolo.neri@projectpp.it>
+Subject: Pranzo di giovedi
+ (riga piegata dell'oggetto)
+Date: Mon, 23 Nov 2026 10:00:00 +0100
+Message-Id: <$id@e2e.example.org>
+X-E2E-Id: $id
+X-Ticketgate-Ticket: PP-2026-999999
+MIME-Version: 1.0
+Content-Type: text/plain; charset=utf-8
+
+Ciao Paolo,
+  ci vediamo alle 13 davanti all'ufficio, come al solito.
+Porta il contratto: 1234.
+
+Mario
+EOF
+    before=$(tg list --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+    local rc=0
+    timeout 60 swaks --server "127.0.0.1:$PUBLIC_PORT" --timeout 30 --helo client.example.org \
+        --from mario.rossi@example.org --to paolo.neri@projectpp.it --data "$data" \
+        >"$LOGS/swaks-$id.log" 2>&1 || rc=$?
+    check "mode $m: [pass] $id to paolo.neri@projectpp.it accepted (swaks exit $rc)" test "$rc" = 0
+    if ! wait_for 30 has_dump_of "$id"; then
+        bad "mode $m: [pass] $id delivered to the sink"
+        return 0
+    fi
+    F=$(dump_of "$id")
+    # swaks sends the file and then "\r\n.\r\n" (an empty last line);
+    # smtp-sink stores lines with LF and one more LF at the end.
+    check "mode $m: [pass] delivered byte for byte below Postfix's Received headers" \
+        python3 -c 'import sys
+d, s = (open(p, "rb").read().replace(b"\r\n", b"\n") for p in sys.argv[1:])
+sys.exit(not d.endswith(b"\n" + s + b"\n\n"))' "$F" "$data"
+    is "mode $m: [pass] no X-Ticketgate header added" "$(grep -c '^X-Ticketgate-' "$F")" 1
+    is "mode $m: [pass] no ticket opened" \
+        "$(tg list --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" "$before"
+    check "mode $m: [pass] no automatic reply" not has_reply_to "$id"
+}
+
+# 6. The requester answers the confirmation asking to close, then to
+# reopen: the case follows (a reply to our own Message-ID authenticates).
+scenario_close_reopen() {
+    local m=$1 id=$1-case tid mid
+    FROM=cli@ditta.example through "$m" close "$id" nuovocaso@projectpp.it \
+        --header "Subject: Mago4: fido calcolato male" --body "$LONG_BODY" || return 0
+    tid=$(hdr "$F" X-Ticketgate-Ticket)
+    wait_for 30 has_reply_to "$id" || { bad "mode $m: [close] confirmation of $tid at the sink"; return 0; }
+    mid=$(hdr "$(reply_to "$id")" Message-ID)
+    FROM=cli@ditta.example through "$m" close "$m-close" nuovocaso@projectpp.it \
+        --header "Subject: Re: [$tid] chiudere pure, risolto" \
+        --header "In-Reply-To: $mid" --header "References: $mid" \
+        --body "Grazie, risolto." || return 0
+    is "mode $m: [close] X-Ticketgate-Action: closed" "$(hdr "$F" X-Ticketgate-Action)" closed
+    is "mode $m: [close] tickets show --json: status closed" "$(shown "$tid" status)" closed
+    FROM=cli@ditta.example through "$m" reopen "$m-reopen" nuovocaso@projectpp.it \
+        --header "Subject: Re: [$tid] riaprire" \
+        --header "In-Reply-To: $mid" --header "References: $mid" \
+        --body "Il problema si ripresenta." || return 0
+    is "mode $m: [reopen] X-Ticketgate-Action: reopened" "$(hdr "$F" X-Ticketgate-Action)" reopened
+    is "mode $m: [reopen] tickets show --json: status open" "$(shown "$tid" status)" open
+}
+
+# 7. The workgroup suspends a ticket with an information request; the
+# requester's answer to it resumes the ticket.
+scenario_suspend_resume() {
+    local m=$1 id=$1-paghe tid mid out
+    FROM=op@caf.example through "$m" suspend "$id" helpdesk.sisemplice.paghe@01s.it \
+        --header "Subject: Paghe: cedolino errato" --body "$LONG_BODY" || return 0
+    tid=$(hdr "$F" X-Ticketgate-Ticket)
+    out=$(tg suspend "$tid" --message "Indichi il codice fiscale del dipendente." --json 2>&1)
+    is "mode $m: [suspend] tickets suspend --json: status suspended" \
+        "$(jget status <<<"$out" 2>/dev/null)" suspended
+    if ! wait_for 30 has_info_request "$tid"; then
+        bad "mode $m: [suspend] information request for $tid at the sink"
+        return 0
+    fi
+    local info
+    info=$(info_request "$tid")
+    is "mode $m: [suspend] information request to <op@caf.example>, auto-replied, asking" \
+        "$(hdr "$info" X-Rcpt-Args | cut -d' ' -f1) $(hdr "$info" Auto-Submitted) $(grep -c 'codice fiscale' "$info")" \
+        "<op@caf.example> auto-replied 1"
+    mid=$(hdr "$info" Message-ID)
+    FROM=op@caf.example through "$m" resume "$m-answer" helpdesk.sisemplice.paghe@01s.it \
+        --header "Subject: R: [$tid] Richiesta informazioni" \
+        --header "In-Reply-To: $mid" --header "References: $mid" \
+        --body "Il codice fiscale e' RSSMRA80A01H501U." || return 0
+    is "mode $m: [resume] X-Ticketgate-Action: resumed" "$(hdr "$F" X-Ticketgate-Action)" resumed
+    is "mode $m: [resume] tickets show --json: status open" "$(shown "$tid" status)" open
+}
+
+# 8. The store cannot write (file size limit, as on a full disk): the
+# client hears 4xx, nothing reaches the sink, Postfix queues nothing, so
+# the client keeps the message. ticketgate runs with a fresh data
+# directory under `ulimit -f 64` for this, then as before.
+scenario_store_full() {
+    local m=$1 id=$1-full dir=$W/tg-$1 rc=0 reply
+    python3 -c 'import sys
+line = "Allego il tracciato completo del calcolo, riga per riga, per la verifica.\n"
+sys.stdout.write(line * 2800)' >"$LOGS/big-body.txt"
+    stop_ticketgate
+    TG_FSIZE=64 start_ticketgate "$W/tg-$m-full" || { bad "mode $m: [full] ticketgate starts under ulimit -f 64"; start_ticketgate "$dir"; return 0; }
+    FROM=grande@example.org send "$id" helpdesk.sisemplice.bi@01s.it \
+        --header "Subject: BI: report annuale non si genera" --body "$LOGS/big-body.txt" || rc=$?
+    reply=$(grep -E '^<\*\* +[45][0-9][0-9]' "$LOGS/swaks-$id.log" | head -n 1 | sed 's/^<\*\* *//')
+    if [[ $m == A ]]; then
+        check "mode $m: [full] the client got 451 4.3.0 at end of DATA (swaks exit $rc: $reply)" \
+            got_reply "$rc" "$reply" 26 "451 4.3.0"
+    else
+        check "mode $m: [full] the client got 4xx (swaks exit $rc: $reply)" \
+            got_reply "$rc" "$reply" any 4
+    fi
+    sleep 1
+    check "mode $m: [full] nothing reached the sink" not has_dump_of "$id"
+    check "mode $m: [full] nothing queued by Postfix" not in_queue grande@example.org
+    stop_ticketgate
+    start_ticketgate "$dir" || die "mode $m: ticketgate did not restart"
+}
+
+# 9. Three messages in one SMTP session, RSET before the third: each
+# is classified on its own (in mode C the milter sees them on one
+# connection, separated by ABORT only, see tests/fixtures/milter/).
+scenario_one_session() {
+    local m=$1 rc=0 f1 f2 f3
+    timeout 60 python3 - "$PUBLIC_PORT" "$m" >"$LOGS/session-$m.log" 2>&1 <<'EOF' || rc=$?
+import smtplib, sys
+port, m = int(sys.argv[1]), sys.argv[2]
+body = ("Buongiorno, la procedura di emissione ddt sul registro VENIMM si "
+        "blocca per il ddt n. 12345 con errore di calcolo.")
+def msg(n, to, subject):
+    return ("From: op2@caf.example\r\nTo: %s\r\nSubject: %s\r\n"
+            "Message-Id: <%s-s%d@e2e.example.org>\r\nX-E2E-Id: %s-s%d\r\n\r\n%s\r\n"
+            % (to, subject, m, n, m, n, body))
+s = smtplib.SMTP("127.0.0.1", port, local_hostname="client.example.org", timeout=30)
+s.sendmail("op2@caf.example", ["helpdesk.sisemplice.isee@01s.it"],
+           msg(1, "helpdesk.sisemplice.isee@01s.it", "ISEE: attestazione non scaricabile"))
+s.sendmail("op2@caf.example", ["someone@example.net"],
+           msg(2, "someone@example.net", "ISEE: ci vediamo domani"))
+s.rset()
+s.sendmail("op2@caf.example", ["supporto.tecnico@projectpp.it"],
+           msg(3, "supporto.tecnico@projectpp.it", "Antivirus blocca la posta"))
+s.quit()
+EOF
+    check "mode $m: [session] three messages in one SMTP session accepted (python exit $rc)" test "$rc" = 0
+    if ! wait_for 30 has_dumps_of "$m-s1" "$m-s2" "$m-s3"; then
+        bad "mode $m: [session] all three delivered"
+        return 0
+    fi
+    f1=$(dump_of "$m-s1") f2=$(dump_of "$m-s2") f3=$(dump_of "$m-s3")
+    is "mode $m: [session] 1st: 01S queue isee, one ticket header" \
+        "$(hdr "$f1" X-Ticketgate-Queue) $(hdr_count "$f1" X-Ticketgate-Ticket)" "isee 1"
+    is "mode $m: [session] 2nd (not a helpdesk): no X-Ticketgate header" "$(grep -c '^X-Ticketgate-' "$f2")" 0
+    is "mode $m: [session] 3rd (after RSET): Project++ queue supporto.tecnico, one ticket header" \
+        "$(hdr "$f3" X-Ticketgate-Queue) $(hdr_count "$f3" X-Ticketgate-Ticket)" "supporto.tecnico 1"
+    is "mode $m: [session] 1st and 3rd: tickets of their own helpdesks" \
+        "$(hdr "$f1" X-Ticketgate-Ticket | cut -d- -f1) $(hdr "$f3" X-Ticketgate-Ticket | cut -d- -f1)" "SIS PP"
+}
+
+seed_scenarios() {
+    local m=$1
+    scenario_01s "$m"
+    scenario_nuovocaso "$m"
+    scenario_sector_address "$m"
+    scenario_forged "$m"
+    scenario_passthrough "$m"
+    scenario_close_reopen "$m"
+    scenario_suspend_resume "$m"
+    scenario_one_session "$m"
+    scenario_store_full "$m"
 }
 
 # ==========================================================================
 # Mode A: before-queue proxy.
 MODE=A
 read -r PUBLIC_PORT DIRECT_PORT TG_PORT REINJECT_PORT < <(free_ports 4)
+RELAY_PORT=$SINK_PORT
 say "mode A: public 127.0.0.1:$PUBLIC_PORT (and :$DIRECT_PORT without speed_adjust) -> ticketgate :$TG_PORT -> reinject :$REINJECT_PORT -> sink :$SINK_PORT"
 start_ticketgate "$W/tg-A" || die "mode A: ticketgate did not start"
 start_postfix A || die "mode A: Postfix did not start"
@@ -541,7 +944,7 @@ rcpt_reply_rejected() {
 }
 check "mode A (no speed_adjust): the 550 is the reply to RCPT" rcpt_reply_rejected
 check "mode A: no refused message reached the sink" \
-    eval '! has_dump "X-E2E-Id: A-reject"'
+    not has_dump "X-E2E-Id: A-reject"
 
 # XFORWARD: the real client address reaches ticketgate's log.
 rc=0; send_mago A-xforward --local-interface 127.0.0.2 || rc=$?
@@ -550,6 +953,8 @@ check_tagged A A-xforward
 check 'mode A: summary log line has "client":"127.0.0.2"' \
     wait_for 10 summary_client_is A-xforward 127.0.0.2
 
+seed_scenarios A
+
 stop_postfix
 stop_ticketgate
 
@@ -557,7 +962,9 @@ stop_ticketgate
 # Mode B: after-queue content filter.
 MODE=B
 rm -rf "$SPOOL" "$PFDATA"
+sink_aside
 read -r PUBLIC_PORT TG_PORT REINJECT_PORT < <(free_ports 3)
+RELAY_PORT=$DEAD_PORT
 say "mode B: public 127.0.0.1:$PUBLIC_PORT -> queue -> ticketgate :$TG_PORT -> reinject :$REINJECT_PORT -> sink :$SINK_PORT"
 start_ticketgate "$W/tg-B" || die "mode B: ticketgate did not start"
 start_postfix B || die "mode B: Postfix did not start"
@@ -583,12 +990,12 @@ check 'mode B: summary log line has "client":"127.0.0.2"' \
 # ticketgate down: Postfix keeps the message queued, deferred; nothing lost.
 stop_ticketgate
 check "mode B: ticketgate exits 0 on SIGTERM (got $TG_EXIT)" test "$TG_EXIT" = 0
-check "mode B: nothing listens on the ticketgate port" eval '! listening "$TG_PORT"'
+check "mode B: nothing listens on the ticketgate port" not listening "$TG_PORT"
 rc=0; FROM=deferred@example.org send_mago B-deferred || rc=$?
 check "mode B: swaks accepted while ticketgate is down" test "$rc" = 0
 check "mode B: the message is deferred in the private queue" \
     wait_for 30 queued_from deferred@example.org deferred
-check "mode B: the deferred message did not reach the sink" eval '! has_dump "X-E2E-Id: B-deferred"'
+check "mode B: the deferred message did not reach the sink" not has_dump "X-E2E-Id: B-deferred"
 
 start_ticketgate "$W/tg-B" || die "mode B: ticketgate did not restart"
 timeout 10 postqueue -c "$PF" -f >>"$LOGS/postfix-cmd.log" 2>&1 || true
@@ -596,5 +1003,71 @@ check_tagged B B-deferred
 check "mode B: B-deferred delivered exactly once" \
     test "$(grep -rlF -- "X-E2E-Id: B-deferred" "$SINK" | wc -l)" = 1
 check "mode B: the queue is empty after the flush" wait_for 30 queue_empty
+
+stop_postfix
+stop_ticketgate
+
+# ==========================================================================
+# Mode C: milter.
+MODE=C
+rm -rf "$SPOOL" "$PFDATA"
+sink_aside
+read -r PUBLIC_PORT MILTER_PORT < <(free_ports 2)
+RELAY_PORT=$SINK_PORT
+say "mode C: public 127.0.0.1:$PUBLIC_PORT <-> milter ticketgate :$MILTER_PORT; queue -> sink :$SINK_PORT"
+start_ticketgate "$W/tg-C" || die "mode C: ticketgate did not start"
+start_postfix C || die "mode C: Postfix did not start"
+check "mode C: Postfix daemons run as postfix" check_daemon_users
+is "mode C: Postfix runs with the milter snippet's settings" \
+    "$(postconf -c "$PF" -h smtpd_milters milter_default_action milter_protocol | tr '\n' ' ')" \
+    "inet:127.0.0.1:$MILTER_PORT tempfail 6 "
+# Its only listening socket is the milter's, whatever server.listen says.
+tg_listeners() { ss -ltnpH | grep -F "pid=$TG_PID," | awk '{print $4}' | sort | tr '\n' ' '; }
+is "mode C: ticketgate listens on the milter port only (--milter-only)" \
+    "$(tg_listeners)" "127.0.0.1:$MILTER_PORT "
+
+rc=0; send_mago C-helpdesk || rc=$?
+check "mode C: swaks to nuovocaso@projectpp.it accepted" test "$rc" = 0
+check_tagged C C-helpdesk
+
+rc=0; send C-other someone@example.net --header "Subject: Pranzo" \
+    --body "Ci vediamo alle 13 davanti all'ufficio, come al solito." || rc=$?
+check "mode C: swaks to someone@example.net accepted" test "$rc" = 0
+check_untagged C C-other
+
+check_smtp_source C
+
+# The client's address reaches ticketgate from the milter's connect data.
+rc=0; send_mago C-client --local-interface 127.0.0.2 || rc=$?
+check "mode C: swaks from 127.0.0.2 accepted" test "$rc" = 0
+check_tagged C C-client
+check 'mode C: summary log line has "client":"127.0.0.2"' \
+    wait_for 10 summary_client_is C-client 127.0.0.2
+
+seed_scenarios C
+
+milter_warnings() { grep -ciE 'warning:.*milter' "$PFLOG" || true; }
+is "mode C: no milter warnings in the Postfix log while ticketgate runs" "$(milter_warnings)" 0
+
+# ticketgate down: milter_default_action = tempfail, so Postfix answers
+# 4xx and takes nothing; the client retries later and gets through.
+stop_ticketgate
+check "mode C: ticketgate exits 0 on SIGTERM (got $TG_EXIT)" test "$TG_EXIT" = 0
+rc=0; FROM=down@example.org send_mago C-down || rc=$?
+reply=$(grep -E '^<\*\* +[45][0-9][0-9]' "$LOGS/swaks-C-down.log" | head -n 1 | sed 's/^<\*\* *//')
+check "mode C: with ticketgate down the client gets 4xx (swaks exit $rc: $reply)" \
+    got_reply "$rc" "$reply" any 4
+check "mode C: Postfix logged the unreachable milter" \
+    grep -qE 'warning:.*(connect to Milter service|milter).*' "$PFLOG"
+sleep 1
+check "mode C: nothing from the refused client reached the sink" not has_dump_of C-down
+check "mode C: nothing from the refused client is queued" not in_queue down@example.org
+start_ticketgate "$W/tg-C" || die "mode C: ticketgate did not restart"
+rc=0; FROM=down@example.org send_mago C-down || rc=$?
+check "mode C: the client's retry after the restart is accepted" test "$rc" = 0
+check_tagged C C-down
+check "mode C: C-down delivered exactly once" \
+    test "$(grep -rlxF -- "X-E2E-Id: C-down" "$SINK" | wc -l)" = 1
+check "mode C: the queue is empty" wait_for 30 queue_empty
 
 say "run time $((SECONDS - T0))s"
