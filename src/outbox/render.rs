@@ -121,22 +121,36 @@ fn parse(text: &str) -> Result<Template, String> {
 }
 
 /// The placeholders a template may use.
-const PLACEHOLDERS: &[&str] = &[
-    "ticket",
-    "helpdesk",
-    "queue",
-    "procedure",
-    "sector",
-    "urgency",
-    "contract",
-    "status",
-    "severity",
-    "due_at",
-    "subject",
-    "next_steps",
-    "message",
-    "missing",
+/// What a template may say, and where each value comes from: one table,
+/// so the check and the filling cannot disagree.
+type Value = fn(&HelpdeskConfig, &Ticket, &Extra) -> String;
+const PLACEHOLDERS: &[(&str, Value)] = &[
+    ("ticket", |_, t, _| t.id.clone()),
+    ("helpdesk", |_, t, _| t.helpdesk.clone()),
+    ("queue", |_, t, _| t.queue.clone()),
+    ("procedure", |_, t, _| {
+        t.procedure.clone().unwrap_or_default()
+    }),
+    ("sector", |_, t, _| t.sector.clone().unwrap_or_default()),
+    ("urgency", |_, t, _| t.urgency.as_str().to_string()),
+    ("contract", |_, t, _| t.contract.clone().unwrap_or_default()),
+    ("status", |_, t, _| t.status.as_str().to_string()),
+    ("severity", |_, t, _| t.severity.clone().unwrap_or_default()),
+    ("due_at", |_, t, _| t.due_at.clone().unwrap_or_default()),
+    ("subject", |_, t, _| t.subject.clone()),
+    ("next_steps", |desk, t, _| {
+        desk.next_steps
+            .as_deref()
+            .map(|s| s.replace("{sector}", t.sector.as_deref().unwrap_or("")))
+            .unwrap_or_default()
+    }),
+    ("message", |_, _, extra| extra.message.clone()),
+    ("missing", |_, _, extra| extra.missing.clone()),
 ];
+
+fn is_placeholder(name: &str) -> bool {
+    PLACEHOLDERS.iter().any(|(n, _)| *n == name)
+}
 
 /// A misspelt `{placeholder}` would reach the operator verbatim: refuse it
 /// when the templates are loaded (start, SIGHUP, check-config).
@@ -148,10 +162,11 @@ fn check_placeholders(t: Template) -> Result<Template, String> {
                 break;
             };
             let name = &rest[open + 1..open + close];
-            if !PLACEHOLDERS.contains(&name) {
+            if !is_placeholder(name) {
+                let known: Vec<&str> = PLACEHOLDERS.iter().map(|(n, _)| *n).collect();
                 return Err(format!(
                     "unknown placeholder {{{name}}}; known: {}",
-                    PLACEHOLDERS.join(", ")
+                    known.join(", ")
                 ));
             }
             rest = &rest[open + close + 1..];
@@ -161,27 +176,10 @@ fn check_placeholders(t: Template) -> Result<Template, String> {
 }
 
 fn variables(desk: &HelpdeskConfig, t: &Ticket, extra: &Extra) -> HashMap<&'static str, String> {
-    let next_steps = desk
-        .next_steps
-        .as_deref()
-        .map(|s| s.replace("{sector}", t.sector.as_deref().unwrap_or("")))
-        .unwrap_or_default();
-    HashMap::from([
-        ("ticket", t.id.clone()),
-        ("helpdesk", t.helpdesk.clone()),
-        ("queue", t.queue.clone()),
-        ("procedure", t.procedure.clone().unwrap_or_default()),
-        ("sector", t.sector.clone().unwrap_or_default()),
-        ("urgency", t.urgency.as_str().to_string()),
-        ("contract", t.contract.clone().unwrap_or_default()),
-        ("status", t.status.as_str().to_string()),
-        ("severity", t.severity.clone().unwrap_or_default()),
-        ("due_at", t.due_at.clone().unwrap_or_default()),
-        ("subject", t.subject.clone()),
-        ("next_steps", next_steps),
-        ("message", extra.message.clone()),
-        ("missing", extra.missing.clone()),
-    ])
+    PLACEHOLDERS
+        .iter()
+        .map(|(name, value)| (*name, value(desk, t, extra)))
+        .collect()
 }
 
 /// Fills one line; `None` when it had placeholders and all were empty.
