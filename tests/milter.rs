@@ -519,3 +519,62 @@ async fn shutdown_closes_idle_connections_and_lets_a_message_finish() {
         "listener closed"
     );
 }
+
+/// Hostile MTA: after a valid start, packets with random command bytes,
+/// random data and random lengths (some cut short). The listener must
+/// neither panic nor hang, and an honest session afterwards still gets
+/// its message ticketed.
+#[tokio::test]
+async fn generated_garbage_from_the_mta_never_breaks_the_listener() {
+    use rand::{Rng, SeedableRng};
+    let rig = rig_with(|c| c.milter.read_timeout_secs = 2).await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x3417);
+    const CODES: &[u8] = b"ODCHMRTLNBEAQKUZ\0";
+    for _ in 0..150 {
+        let mut mta = Mta::connect(rig.milter).await;
+        mta.envelope("a@example.org", &["nuovocaso@projectpp.it"])
+            .await;
+        let mut junk = Vec::new();
+        for _ in 0..rng.gen_range(1..20) {
+            let code = CODES[rng.gen_range(0..CODES.len())];
+            let len = rng.gen_range(0..300);
+            let data: Vec<u8> = (0..len)
+                .map(|_| if rng.gen_bool(0.2) { 0 } else { rng.r#gen() })
+                .collect();
+            let mut p = packet(code, &data);
+            if rng.gen_bool(0.1) {
+                // A length that lies.
+                let claimed: u32 = rng.r#gen();
+                p[..4].copy_from_slice(&claimed.to_be_bytes());
+            }
+            junk.extend(p);
+        }
+        if rng.gen_bool(0.3) {
+            junk.truncate(rng.gen_range(0..=junk.len()));
+        }
+        // The server may close on us mid-write: that is an acceptable answer.
+        let _ = mta.stream.write_all(&junk).await;
+        let _ = mta.stream.shutdown().await;
+        // Drain whatever it answers until it closes (the read timeout
+        // bounds a connection left waiting for the rest of a packet).
+        while mta.read().await.is_some() {}
+    }
+    let mut mta = Mta::connect(rig.milter).await;
+    mta.envelope("mario.rossi@example.org", &["nuovocaso@projectpp.it"])
+        .await;
+    assert_eq!(mta.call(b'T', b"").await.code(), 'c');
+    let headers = mago_headers("after-garbage@example.org");
+    let replies = mta.content(&as_refs(&headers), BODY_MAGO).await;
+    assert_eq!(replies.last().unwrap().code(), 'a', "{replies:?}");
+    let ours = rig
+        .tickets()
+        .await
+        .into_iter()
+        .filter(|t| {
+            t.messages
+                .iter()
+                .any(|m| m.message_id.as_deref() == Some("after-garbage@example.org"))
+        })
+        .count();
+    assert_eq!(ours, 1);
+}
