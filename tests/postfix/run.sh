@@ -714,12 +714,14 @@ scenario_sector_address() {
     is "mode $m: [sector] tickets show --json: sector gestionale" "$(shown "$tid" sector)" gestionale
 }
 
-# 4. Forged X-Ticketgate-* headers in helpdesk mail: gone, ours in place.
+# 4. Forged X-Ticketgate-* headers in helpdesk mail (two of one name, in
+# any case): gone, ours in place.
 scenario_forged() {
     local m=$1 id=$1-forged tid
     FROM=furbo@example.org through "$m" forged "$id" supporto.tecnico@projectpp.it \
         --header "Subject: Stampante di rete non risponde" \
-        --header "X-Ticketgate-Ticket: FORGED" --header "X-Ticketgate-Status: closed" \
+        --header "X-Ticketgate-Ticket: FORGED" --header "x-ticketgate-status: closed" \
+        --header "X-TICKETGATE-TICKET: FORGED-2" \
         --body "$LONG_BODY" || return 0
     tid=$(hdr "$F" X-Ticketgate-Ticket)
     is "mode $m: [forged] one X-Ticketgate-Ticket header" "$(hdr_count "$F" X-Ticketgate-Ticket)" 1
