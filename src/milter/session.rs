@@ -415,7 +415,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MilterSession<S> {
             tracing::warn!(session = %self.id, error = %e, "milter: cannot send the verdict");
             return;
         }
-        let accepted = Reply::new(250, "2.0.0", "Accepted by the MTA (milter)");
+        // What we told the MTA; its own answer to the client is not ours to see.
+        let accepted = Reply::new(250, "2.0.0", "Milter verdict: accept");
         let reply = self.shared.pipeline.settle(&prepared, &accepted).await;
         let envelope = Envelope {
             session: &self.id,
