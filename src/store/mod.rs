@@ -109,6 +109,8 @@ impl TicketStore {
     /// `dir/blobs`, and starts the writer thread. Call it inside a tokio
     /// runtime (the writer itself is a plain thread, RocksDB is blocking).
     pub fn open(dir: &Path) -> Result<TicketStore, StoreError> {
+        const MEMTABLE_BYTES: usize = 8 << 20;
+        const MEMTABLES_TOTAL_BYTES: usize = 32 << 20;
         let db_dir = dir.join("db");
         let blobs_dir = dir.join("blobs");
         for d in [dir, &db_dir, &blobs_dir] {
@@ -123,6 +125,12 @@ impl TicketStore {
         // (WAL recovery mode stays at its default, point-in-time: a torn
         // record at the tail, i.e. a write that never returned, is dropped.)
         opts.set_manual_wal_flush(false);
+        // indradb's tuning (64 MiB write buffers, three per column family,
+        // eight column families) lets memtables grow to 1.5 GiB before a
+        // flush: a bound far above a helpdesk's needs. One budget for all.
+        opts.set_write_buffer_size(MEMTABLE_BYTES);
+        opts.set_max_write_buffer_number(2);
+        opts.set_db_write_buffer_size(MEMTABLES_TOTAL_BYTES);
         let db = indradb::RocksdbDatastore::new_db_with_options(&db_dir, &opts)
             .map_err(|e| StoreError::db(&format!("open {}", db_dir.display()), e))?;
 
