@@ -578,3 +578,55 @@ async fn generated_garbage_from_the_mta_never_breaks_the_listener() {
         .count();
     assert_eq!(ours, 1);
 }
+
+#[tokio::test]
+async fn unix_socket_listener_replaces_a_stale_socket_but_never_a_file() {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run/milter.sock");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    // A socket left by a crash.
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    let hop = Sink::start(SinkBehaviour::default()).await;
+    let addr = format!("unix:{}", path.display());
+    let dg = start_desk_gate_with(
+        &hop.addr.to_string(),
+        None,
+        tempfile::tempdir().unwrap(),
+        |c| c.milter.listen = Some(addr.clone().try_into().unwrap()),
+    )
+    .await;
+    let meta = std::fs::metadata(&path).unwrap();
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+    let mut stream = tokio::net::UnixStream::connect(&path).await.unwrap();
+    let mut optneg = 6u32.to_be_bytes().to_vec();
+    optneg.extend(POSTFIX_ACTIONS.to_be_bytes());
+    optneg.extend(POSTFIX_PROTOCOL.to_be_bytes());
+    stream.write_all(&packet(b'O', &optneg)).await.unwrap();
+    let mut reply = [0u8; 17];
+    stream.read_exact(&mut reply).await.unwrap();
+    assert_eq!(reply[4], b'O');
+    assert_eq!(&reply[5..9], &6u32.to_be_bytes());
+    dg.gate.stop().await;
+    assert!(!path.exists(), "socket removed at shutdown");
+
+    // A regular file in its place is not ours to delete.
+    std::fs::write(&path, b"precious").unwrap();
+    let config = {
+        let mut c = ticketgate::config::Config::load(&repo_path("config/ticketgate.toml")).unwrap();
+        c.milter.listen = Some(addr.try_into().unwrap());
+        c
+    };
+    let shared = std::sync::Arc::new(ticketgate::server::Shared {
+        config,
+        pipeline: ticketgate::pipeline::Pipeline::pass_through(),
+    });
+    let refused = ticketgate::milter::MilterListener::bind(
+        shared.config.milter.listen.as_ref().unwrap(),
+        shared.clone(),
+    )
+    .await;
+    assert!(refused.is_err());
+    assert_eq!(std::fs::read(&path).unwrap(), b"precious");
+}
