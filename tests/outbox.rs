@@ -68,10 +68,43 @@ async fn relay_down_then_up_delivers_the_reply_once() {
 async fn queued_replies_survive_a_restart() {
     let hop = Sink::start(SinkBehaviour::default()).await;
     let relay_port = free_port();
+    let relay_arg = format!("127.0.0.1:{relay_port}");
     let data = tempfile::tempdir().unwrap();
+    // The shipped config with a 1 s first retry: the restarted server
+    // keeps the backoff of the attempt made before the kill.
+    let config = data.path().join("ticketgate.toml");
+    let shipped = std::fs::read_to_string(repo_path("config/ticketgate.toml")).unwrap();
+    let templates = repo_path("config/templates");
+    std::fs::write(
+        &config,
+        shipped
+            .replace("retry_initial_secs = 30", "retry_initial_secs = 1")
+            .replace(
+                "templates_dir = \"templates\"",
+                &format!("templates_dir = \"{}\"", templates.display()),
+            ),
+    )
+    .unwrap();
+    let start = |port| {
+        spawn_ticketgate(
+            &config,
+            port,
+            &hop.addr.to_string(),
+            data.path(),
+            &["--reply-relay", &relay_arg],
+            None,
+        )
+    };
     let port = free_port();
-    let mut child = spawn_binary(port, &hop.addr.to_string(), data.path(), Some(relay_port));
+    let mut child = start(port);
     send(([127, 0, 0, 1], port).into(), 2, "op@caf.example").await;
+    // Wait for the first attempt to have failed (relay down) and been
+    // recorded, so the restart finds a reply already tried, not a fresh one.
+    let data_path = data.path().to_path_buf();
+    assert!(
+        eventually(|| list_tickets_json(&data_path)[0]["replies"][0]["attempts"] == 1).await,
+        "first attempt recorded"
+    );
     let t = &list_tickets_json(data.path())[0];
     assert_eq!(t["replies"][0]["state"], "queued", "{t}");
     // SIGKILL: nothing gets a chance to flush.
@@ -81,7 +114,7 @@ async fn queued_replies_survive_a_restart() {
         .await
         .unwrap();
     let relay = Sink::serve(listener, SinkBehaviour::default()).await;
-    let mut child = spawn_binary(port, &hop.addr.to_string(), data.path(), Some(relay_port));
+    let mut child = start(port);
     assert!(
         eventually(|| relay.messages().len() == 1).await,
         "reply delivered after restart"
@@ -91,7 +124,6 @@ async fn queued_replies_survive_a_restart() {
         header(raw, "X-Ticketgate-Ticket").as_deref(),
         t["id"].as_str()
     );
-    let data_path = data.path().to_path_buf();
     assert!(
         eventually(|| list_tickets_json(&data_path)[0]["replies"][0]["state"] == "sent").await,
         "state recorded as sent"

@@ -33,10 +33,27 @@ pub struct Outbox {
 struct Inner {
     store: TicketStore,
     relay: Option<SocketAddr>,
-    hostname: String,
+    /// Built once: mail-send's builder loads the system's CA certificates
+    /// for a TLS connector we never use (the relay is plain SMTP on the
+    /// same host), which cost half the CPU of every reply when it was
+    /// built per reply.
+    client: Result<SmtpClientBuilder<String>, String>,
     config: OutboxConfig,
     pending: Mutex<BTreeSet<Key>>,
     wake: Notify,
+}
+
+fn relay_client(
+    relay: Option<SocketAddr>,
+    hostname: &str,
+) -> Result<SmtpClientBuilder<String>, String> {
+    let relay = relay.ok_or("no reply relay configured")?;
+    Ok(
+        SmtpClientBuilder::new(relay.ip().to_string(), relay.port())?
+            .implicit_tls(false)
+            .helo_host(hostname.to_string())
+            .timeout(Duration::from_secs(60)),
+    )
 }
 
 enum Attempt {
@@ -58,7 +75,7 @@ impl Outbox {
             inner: Arc::new(Inner {
                 store,
                 relay,
-                hostname: hostname.to_string(),
+                client: relay_client(relay, hostname),
                 config,
                 pending: Mutex::new(BTreeSet::new()),
                 wake: Notify::new(),
@@ -156,14 +173,10 @@ impl Outbox {
         let Some(relay) = self.inner.relay else {
             return Attempt::Retry("no reply relay configured".into());
         };
-        let builder = match SmtpClientBuilder::new(relay.ip().to_string(), relay.port()) {
+        let builder = match &self.inner.client {
             Ok(b) => b,
-            Err(e) => return Attempt::Fail(e),
+            Err(e) => return Attempt::Fail(e.clone()),
         };
-        let builder = builder
-            .implicit_tls(false)
-            .helo_host(self.inner.hostname.clone())
-            .timeout(Duration::from_secs(60));
         let mut client = match builder.connect_plain().await {
             Ok(c) => c,
             Err(e) => return Attempt::Retry(format!("relay {relay}: {e}")),
