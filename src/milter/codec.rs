@@ -26,6 +26,11 @@ pub mod step {
     pub const NO_HELO: u32 = 0x02;
     pub const NO_UNKNOWN: u32 = 0x100;
     pub const NO_DATA: u32 = 0x200;
+    /// The milter sends no reply to connect, HELO, MAIL, RCPT.
+    pub const NO_REPLY_CONNECT: u32 = 0x1000;
+    pub const NO_REPLY_HELO: u32 = 0x2000;
+    pub const NO_REPLY_MAIL: u32 = 0x4000;
+    pub const NO_REPLY_RCPT: u32 = 0x8000;
     /// The MTA sends header values with their leading space.
     pub const HEADER_LEADING_SPACE: u32 = 0x10_0000;
 }

@@ -30,9 +30,16 @@ pub struct MilterSession<S> {
     /// Macros the MTA sent, names without braces (`i`, `auth_authen`).
     macros: HashMap<String, String>,
     message: Option<Message>,
+    /// Protocol flags agreed at negotiation (steps we do not answer).
+    protocol: u32,
     phase: watch::Receiver<Phase>,
     out: Vec<u8>,
 }
+
+/// Envelope steps we never refuse: answering them would only cost the
+/// MTA a round trip each, so we ask it not to wait for an answer.
+const NO_REPLY_STEPS: u32 =
+    step::NO_REPLY_CONNECT | step::NO_REPLY_HELO | step::NO_REPLY_MAIL | step::NO_REPLY_RCPT;
 
 /// One message, from MAIL to end of message or abort.
 struct Message {
@@ -43,6 +50,8 @@ struct Message {
     /// order: they are removed when we tag it.
     forged: Vec<String>,
     size: u64,
+    /// `SIZE=` of MAIL: all we learn of the size of mail we accept unseen.
+    declared_size: Option<u64>,
     too_large: bool,
     /// The spool could not be written: a temporary failure at the end.
     spool_failed: bool,
@@ -57,6 +66,7 @@ impl Message {
             handling: Handling::Undecided,
             forged: Vec::new(),
             size: 0,
+            declared_size: None,
             too_large: false,
             spool_failed: false,
             started: Instant::now(),
@@ -88,6 +98,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MilterSession<S> {
             client: ClientInfo::default(),
             macros: HashMap::new(),
             message: None,
+            protocol: 0,
             phase,
             out: Vec::new(),
         }
@@ -198,20 +209,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MilterSession<S> {
                 address,
             } => {
                 self.connect(hostname, family, port, address);
-                self.respond(Response::Continue);
+                self.continue_unless(step::NO_REPLY_CONNECT);
             }
             Command::Helo(helo) => {
                 self.client.helo = Some(helo);
-                self.respond(Response::Continue);
+                self.continue_unless(step::NO_REPLY_HELO);
             }
             Command::Mail(args) => {
-                self.mail(args.first().map(String::as_str).unwrap_or(""));
-                self.respond(Response::Continue);
+                self.mail(&args);
+                self.continue_unless(step::NO_REPLY_MAIL);
             }
             Command::Rcpt(args) => {
                 let rcpt = bare_address(args.first().map(String::as_str).unwrap_or(""));
                 self.message_mut().rcpts.push(rcpt);
-                self.respond(Response::Continue);
+                self.continue_unless(step::NO_REPLY_RCPT);
             }
             Command::Data => self.respond_to_content(),
             Command::Header { name, value } => {
@@ -256,13 +267,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MilterSession<S> {
             );
             return Flow::Quit;
         }
+        // Skip what we do not use and answer only what we may refuse, as
+        // far as the MTA can.
+        self.protocol = protocol & (step::NO_UNKNOWN | NO_REPLY_STEPS);
         self.respond(Response::OptionNegotiation {
             version: version.min(codec::VERSION),
             actions: wanted,
-            // Skip what we do not use, if the MTA can.
-            protocol: protocol & step::NO_UNKNOWN,
+            protocol: self.protocol,
         });
         Flow::Continue
+    }
+
+    fn continue_unless(&mut self, no_reply: u32) {
+        if self.protocol & no_reply == 0 {
+            self.respond(Response::Continue);
+        }
     }
 
     fn remember(&mut self, pairs: Vec<(String, String)>) {
@@ -296,11 +315,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MilterSession<S> {
         tracing::debug!(session = %self.id, client = ?self.client.addr, "milter: client connected");
     }
 
-    fn mail(&mut self, sender: &str) {
+    fn mail(&mut self, args: &[String]) {
         if let Some(user) = self.macro_value("auth_authen") {
             tracing::debug!(session = %self.id, user, "milter: SASL-authenticated client");
         }
-        self.message = Some(Message::new(bare_address(sender)));
+        let sender = args.first().map(String::as_str).unwrap_or("");
+        let mut message = Message::new(bare_address(sender));
+        message.declared_size = args.iter().skip(1).find_map(|a| {
+            let (key, value) = a.split_once('=')?;
+            key.eq_ignore_ascii_case("SIZE")
+                .then(|| value.parse().ok())
+                .flatten()
+        });
+        self.message = Some(message);
     }
 
     /// The open message; a broken MTA that skips MAIL gets a null sender.
@@ -325,17 +352,41 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MilterSession<S> {
         let shared = self.shared.clone();
         let config = &shared.config;
         let message = self.message_mut();
-        if matches!(message.handling, Handling::Undecided) {
-            message.handling = if shared.pipeline.routes_to_helpdesk(&message.rcpts) {
-                Handling::Inspect(Box::new(Spool::new(
-                    &config.server.data_dir.join("spool"),
-                    config.limits.spool_memory_bytes,
-                )))
-            } else {
-                Handling::Accepted
-            };
+        if !matches!(message.handling, Handling::Undecided) {
+            return matches!(message.handling, Handling::Accepted);
         }
-        matches!(message.handling, Handling::Accepted)
+        if shared.pipeline.routes_to_helpdesk(&message.rcpts) {
+            message.handling = Handling::Inspect(Box::new(Spool::new(
+                &config.server.data_dir.join("spool"),
+                config.limits.spool_memory_bytes,
+            )));
+            return false;
+        }
+        message.handling = Handling::Accepted;
+        self.log_accepted_unseen();
+        true
+    }
+
+    /// The summary line of mail accepted without inspection, as the SMTP
+    /// modes log mail that passes through.
+    fn log_accepted_unseen(&self) {
+        let Some(message) = &self.message else {
+            return;
+        };
+        let envelope = Envelope {
+            session: &self.id,
+            client: &self.client,
+            from: &message.from,
+            rcpts: &message.rcpts,
+        };
+        pipeline::log_message(
+            &envelope,
+            message.declared_size.unwrap_or(0),
+            &Prepared::pass_through(),
+            &verdict_accept(),
+            self.macro_value("i"),
+            message.started,
+        );
     }
 
     /// Appends message bytes to the spool of a message under inspection.
@@ -415,9 +466,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MilterSession<S> {
             tracing::warn!(session = %self.id, error = %e, "milter: cannot send the verdict");
             return;
         }
-        // What we told the MTA; its own answer to the client is not ours to see.
-        let accepted = Reply::new(250, "2.0.0", "Milter verdict: accept");
-        let reply = self.shared.pipeline.settle(&prepared, &accepted).await;
+        let reply = self
+            .shared
+            .pipeline
+            .settle(&prepared, &verdict_accept())
+            .await;
         let envelope = Envelope {
             session: &self.id,
             client: &self.client,
@@ -433,6 +486,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MilterSession<S> {
             message.started,
         );
     }
+}
+
+/// What we told the MTA, for `settle` and the log: its own answer to the
+/// client is not ours to see.
+fn verdict_accept() -> Reply {
+    Reply::new(250, "2.0.0", "Milter verdict: accept")
 }
 
 /// The header edits for a tagged message: forged `X-Ticketgate-*` fields

@@ -1039,6 +1039,14 @@ rc=0; send C-other someone@example.net --header "Subject: Pranzo" \
     --body "Ci vediamo alle 13 davanti all'ufficio, come al solito." || rc=$?
 check "mode C: swaks to someone@example.net accepted" test "$rc" = 0
 check_untagged C C-other
+# Accepted at DATA, unseen: still one summary line, with Postfix's queue id.
+passthrough_logged() {
+    grep -F '"ticketgate::message"' "$TG_LOG" | grep -F '"rcpts":"someone@example.net"' |
+        grep -F '"next_hop_reply":"250 2.0.0 Milter verdict: accept"' |
+        grep -qE '"queue_id":"[0-9A-F]+"'
+}
+check "mode C: mail accepted unseen has a summary log line with Postfix's queue id" \
+    wait_for 10 passthrough_logged
 
 check_smtp_source C
 
