@@ -296,11 +296,8 @@ impl Helpdesks {
                     Ok(tickets) => Response::Tickets {
                         tickets: tickets
                             .into_iter()
-                            .filter(|t| status.is_none_or(|s| t.status == s))
                             .filter(|t| {
-                                helpdesk
-                                    .as_deref()
-                                    .is_none_or(|h| t.helpdesk.eq_ignore_ascii_case(h))
+                                crate::control::list_matches(t, status, helpdesk.as_deref())
                             })
                             .collect(),
                     },

@@ -877,3 +877,69 @@ async fn attachments_are_kept_with_the_case_as_sha256_files() {
         msg
     );
 }
+
+/// `tickets list` pages through the store (a page of tickets in memory at
+/// a time): more tickets than a page, all of them, in id order, filters
+/// applied across pages.
+#[tokio::test]
+async fn listing_more_tickets_than_a_page_returns_them_all_in_order() {
+    use ticketgate::store::{Change, LIST_PAGE};
+    let r = rig().await;
+    let msg = mail(
+        "Mario Rossi <mario@cliente.example>",
+        "nuovocaso@projectpp.it",
+        "Mago4 non stampa",
+        "page-0@cliente.example",
+        "",
+        LONG_BODY,
+    );
+    let reply = r
+        .send("mario@cliente.example", &["nuovocaso@projectpp.it"], &msg)
+        .await;
+    assert!(reply.starts_with("250"), "{reply}");
+    let template = r.tickets().await.remove(0);
+    let extra = 2 * LIST_PAGE + 50;
+    let mut tasks = Vec::new();
+    for i in 0..extra {
+        let store = r.dg.desks.store().clone();
+        let mut t = template.clone();
+        t.subject = format!("ticket {i}");
+        t.replies.clear();
+        if i % 3 == 0 {
+            t.status = Status::Closed;
+        }
+        tasks.push(tokio::spawn(async move {
+            store
+                .submit(Change::Create {
+                    prefix: "PP".into(),
+                    year: 2026,
+                    ticket: t,
+                    dedupe_key: None,
+                    finish: None,
+                })
+                .await
+                .unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let all = r.tickets().await;
+    assert_eq!(all.len(), extra + 1);
+    assert!(
+        all.windows(2).all(|w| w[0].id < w[1].id),
+        "sorted by id, no duplicates"
+    );
+    let closed = match r
+        .control(Op::List {
+            status: Some(Status::Closed),
+            helpdesk: Some("project++".into()),
+        })
+        .await
+    {
+        Response::Tickets { tickets } => tickets,
+        other => panic!("list: {other:?}"),
+    };
+    assert_eq!(closed.len(), extra.div_ceil(3));
+    assert!(closed.iter().all(|t| t.status == Status::Closed));
+}

@@ -16,6 +16,7 @@ mod blobs;
 mod durable;
 mod error;
 mod schema;
+pub use schema::LIST_PAGE;
 mod writer;
 
 #[cfg(test)]
@@ -188,6 +189,18 @@ impl TicketStore {
     /// Every ticket, sorted by id.
     pub fn list(&self) -> Result<Vec<Ticket>, StoreError> {
         self.inner.reader.list()
+    }
+
+    /// Every ticket's id and vertex, sorted by id, for [`tickets_of`]: a
+    /// listing that holds one page of tickets at a time.
+    ///
+    /// [`tickets_of`]: TicketStore::tickets_of
+    pub fn ticket_index(&self) -> Result<Vec<(String, uuid::Uuid)>, StoreError> {
+        self.inner.reader.ticket_index()
+    }
+
+    pub fn tickets_of(&self, entries: &[(String, uuid::Uuid)]) -> Result<Vec<Ticket>, StoreError> {
+        self.inner.reader.tickets_of(entries)
     }
 
     /// Id of the ticket a dedupe key was recorded for.

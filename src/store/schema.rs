@@ -28,6 +28,9 @@ pub(crate) const SCHEMA_VERSION: u64 = 1;
 
 pub(crate) type Db = Database<RocksdbDatastore>;
 
+/// Tickets decoded at a time when listing.
+pub const LIST_PAGE: usize = 200;
+
 /// All identifiers, built once at open (constructing one is fallible in
 /// indradb's API, so nothing here can panic later).
 pub(crate) struct Schema {
@@ -183,19 +186,51 @@ impl Reader {
     }
 
     pub fn list(&self) -> Result<Vec<Ticket>, StoreError> {
+        let index = self.ticket_index()?;
+        let mut tickets = Vec::with_capacity(index.len());
+        for page in index.chunks(LIST_PAGE) {
+            tickets.extend(self.tickets_of(page)?);
+        }
+        Ok(tickets)
+    }
+
+    /// Every ticket's id and vertex, sorted by id: light enough to hold for
+    /// any number of tickets, so that listing can read the documents a page
+    /// at a time.
+    pub fn ticket_index(&self) -> Result<Vec<(String, Uuid)>, StoreError> {
         let s = &self.schema;
         let q = VertexWithPropertyPresenceQuery::new(s.p_ticket_id)
             .properties()
-            .map_err(|e| StoreError::db("query", e))?;
+            .map_err(|e| StoreError::db("query", e))?
+            .name(s.p_ticket_id);
         let out = self.db.get(q).map_err(|e| StoreError::db("read", e))?;
         let found = indradb::util::extract_vertex_properties(out).unwrap_or_default();
-        let mut tickets = found
+        let mut index: Vec<(String, Uuid)> = found
             .iter()
             .filter(|vp| vp.vertex.t == s.t_ticket)
+            .filter_map(|vp| Some((prop_str(vp, &s.p_ticket_id)?.to_string(), vp.vertex.id)))
+            .collect();
+        index.sort();
+        Ok(index)
+    }
+
+    /// The tickets of these index entries, in their order.
+    pub fn tickets_of(&self, entries: &[(String, Uuid)]) -> Result<Vec<Ticket>, StoreError> {
+        let s = &self.schema;
+        let ids = entries.iter().map(|(_, v)| *v).collect();
+        let q = SpecificVertexQuery::new(ids)
+            .properties()
+            .map_err(|e| StoreError::db("query", e))?
+            .name(s.p_doc);
+        let out = self.db.get(q).map_err(|e| StoreError::db("read", e))?;
+        let found = indradb::util::extract_vertex_properties(out).unwrap_or_default();
+        let mut by_vertex: std::collections::HashMap<Uuid, &VertexProperties> =
+            found.iter().map(|vp| (vp.vertex.id, vp)).collect();
+        entries
+            .iter()
+            .filter_map(|(_, v)| by_vertex.remove(v))
             .map(|vp| decode_ticket(s, vp))
-            .collect::<Result<Vec<_>, _>>()?;
-        tickets.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok(tickets)
+            .collect()
     }
 
     /// Ticket id recorded for an already hashed dedupe key.
