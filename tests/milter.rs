@@ -653,3 +653,36 @@ async fn unix_socket_listener_replaces_a_stale_socket_but_never_a_file() {
     assert!(refused.is_err());
     assert_eq!(std::fs::read(&path).unwrap(), b"precious");
 }
+
+#[tokio::test]
+async fn floods_of_recipients_or_forged_tags_are_refused_not_held() {
+    let rig = rig().await;
+    // 1,001 recipients (Postfix's default limit is 1,000).
+    let mut mta = Mta::connect(rig.milter).await;
+    let mut rcpts = vec!["nuovocaso@projectpp.it".to_string()];
+    rcpts.extend((0..1000).map(|i| format!("r{i}@example.net")));
+    let rcpts: Vec<&str> = rcpts.iter().map(String::as_str).collect();
+    mta.envelope("a@example.org", &rcpts).await;
+    assert_eq!(mta.call(b'T', b"").await.code(), 'c');
+    let headers = mago_headers("flood-1@example.org");
+    let replies = mta.content(&as_refs(&headers), BODY_MAGO).await;
+    assert_eq!(replies.len(), 1, "{replies:?}");
+    assert!(replies[0].text().starts_with("554 5.5.3 "), "{replies:?}");
+
+    // 70 KiB of forged tag names.
+    mta.envelope("a@example.org", &["nuovocaso@projectpp.it"])
+        .await;
+    assert_eq!(mta.call(b'T', b"").await.code(), 'c');
+    let name = format!("X-Ticketgate-{}", "x".repeat(1000));
+    let mut headers = mago_headers("flood-2@example.org");
+    for _ in 0..70 {
+        headers.push(("X-Ticketgate-Ticket", "x".into()));
+    }
+    let mut refs = as_refs(&headers);
+    let flood: Vec<(&str, &str)> = (0..70).map(|_| (name.as_str(), "1")).collect();
+    refs.extend(flood);
+    let replies = mta.content(&refs, BODY_MAGO).await;
+    assert_eq!(replies.len(), 1, "{replies:?}");
+    assert!(replies[0].text().starts_with("554 5.5.3 "), "{replies:?}");
+    assert!(rig.tickets().await.is_empty());
+}

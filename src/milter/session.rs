@@ -55,10 +55,38 @@ struct Message {
     too_large: bool,
     /// The spool could not be written: a temporary failure at the end.
     spool_failed: bool,
+    /// More recipients or forged tags than we keep: refused at the end.
+    over_limits: bool,
     started: Instant,
 }
 
+/// Bounds on what one connection or message may make us hold, whatever
+/// the MTA sends.
+const MAX_MACROS: usize = 256;
+const MAX_RCPTS: usize = 1000;
+const MAX_FORGED_BYTES: usize = 64 * 1024;
+
 impl Message {
+    /// Past `MAX_RCPTS` (Postfix's own default limit) the message is
+    /// refused at end of message rather than routed on part of its
+    /// recipients.
+    fn add_rcpt(&mut self, rcpt: String) {
+        if self.rcpts.len() < MAX_RCPTS {
+            self.rcpts.push(rcpt);
+        } else {
+            self.over_limits = true;
+        }
+    }
+
+    fn note_forged(&mut self, name: &str) {
+        let held: usize = self.forged.iter().map(String::len).sum();
+        if held + name.len() <= MAX_FORGED_BYTES {
+            self.forged.push(name.to_string());
+        } else {
+            self.over_limits = true;
+        }
+    }
+
     fn new(from: String) -> Message {
         Message {
             from,
@@ -69,6 +97,7 @@ impl Message {
             declared_size: None,
             too_large: false,
             spool_failed: false,
+            over_limits: false,
             started: Instant::now(),
         }
     }
@@ -221,13 +250,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MilterSession<S> {
             }
             Command::Rcpt(args) => {
                 let rcpt = bare_address(args.first().map(String::as_str).unwrap_or(""));
-                self.message_mut().rcpts.push(rcpt);
+                self.message_mut().add_rcpt(rcpt);
                 self.continue_unless(step::NO_REPLY_RCPT);
             }
             Command::Data => self.respond_to_content(),
             Command::Header { name, value } => {
                 if tag::is_our_name(&name) {
-                    self.message_mut().forged.push(name.clone());
+                    self.message_mut().note_forged(&name);
                 }
                 self.collect(&header_bytes(&name, &value)).await;
                 self.respond_to_content();
@@ -287,7 +316,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MilterSession<S> {
     fn remember(&mut self, pairs: Vec<(String, String)>) {
         for (name, value) in pairs {
             let name = name.trim_start_matches('{').trim_end_matches('}');
-            self.macros.insert(name.to_string(), value);
+            // Postfix sends a couple of dozen names; a flood of new ones
+            // is not kept.
+            if self.macros.len() < MAX_MACROS || self.macros.contains_key(name) {
+                self.macros.insert(name.to_string(), value);
+            }
         }
     }
 
@@ -427,7 +460,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MilterSession<S> {
             from: &message.from,
             rcpts: &message.rcpts,
         };
-        let verdict = if message.too_large {
+        let verdict = if message.over_limits {
+            Err(Reply::new(
+                554,
+                "5.5.3",
+                "Too many recipients or X-Ticketgate header fields",
+            ))
+        } else if message.too_large {
             let max = self.shared.config.limits.max_message_size;
             Err(Reply::new(
                 552,
