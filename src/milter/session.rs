@@ -49,6 +49,7 @@ struct Message {
     /// Names of the `X-Ticketgate-*` fields that came with the message, in
     /// order: they are removed when we tag it.
     forged: Vec<String>,
+    forged_bytes: usize,
     size: u64,
     /// `SIZE=` of MAIL: all we learn of the size of mail we accept unseen.
     declared_size: Option<u64>,
@@ -79,8 +80,8 @@ impl Message {
     }
 
     fn note_forged(&mut self, name: &str) {
-        let held: usize = self.forged.iter().map(String::len).sum();
-        if held + name.len() <= MAX_FORGED_BYTES {
+        if self.forged_bytes + name.len() <= MAX_FORGED_BYTES {
+            self.forged_bytes += name.len();
             self.forged.push(name.to_string());
         } else {
             self.over_limits = true;
@@ -93,6 +94,7 @@ impl Message {
             rcpts: Vec::new(),
             handling: Handling::Undecided,
             forged: Vec::new(),
+            forged_bytes: 0,
             size: 0,
             declared_size: None,
             too_large: false,
