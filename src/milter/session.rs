@@ -326,6 +326,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MilterSession<S> {
         }
     }
 
+    fn envelope<'a>(&'a self, message: &'a Message) -> Envelope<'a> {
+        Envelope {
+            session: &self.id,
+            client: &self.client,
+            from: &message.from,
+            rcpts: &message.rcpts,
+        }
+    }
+
     fn macro_value(&self, name: &str) -> Option<&str> {
         self.macros
             .get(name)
@@ -408,12 +417,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MilterSession<S> {
         let Some(message) = &self.message else {
             return;
         };
-        let envelope = Envelope {
-            session: &self.id,
-            client: &self.client,
-            from: &message.from,
-            rcpts: &message.rcpts,
-        };
+        let envelope = self.envelope(message);
         pipeline::log_message(
             &envelope,
             message.declared_size.unwrap_or(0),
@@ -456,12 +460,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MilterSession<S> {
             self.respond(Response::Accept);
             return;
         };
-        let envelope = Envelope {
-            session: &self.id,
-            client: &self.client,
-            from: &message.from,
-            rcpts: &message.rcpts,
-        };
+        let envelope = self.envelope(&message);
         let verdict = if message.over_limits {
             Err(Reply::new(
                 554,
@@ -512,12 +511,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MilterSession<S> {
             .pipeline
             .settle(&prepared, &verdict_accept())
             .await;
-        let envelope = Envelope {
-            session: &self.id,
-            client: &self.client,
-            from: &message.from,
-            rcpts: &message.rcpts,
-        };
+        let envelope = self.envelope(message);
         pipeline::log_message(
             &envelope,
             size,
