@@ -112,13 +112,8 @@ impl Sessions {
             return;
         };
         let session = Session::new(stream, peer, self.shared.clone(), self.phase());
-        METRICS.connection_opened();
-        tokio::spawn(async move {
-            tracing::debug!(session = session.id(), %peer, "connected");
-            session.run().await;
-            METRICS.connection_closed();
-            drop(permit);
-        });
+        tracing::debug!(session = session.id(), %peer, "connected");
+        spawn_session(permit, session.run());
     }
 
     pub(crate) async fn drain(&self) {
@@ -148,6 +143,20 @@ impl Sessions {
             tracing::warn!("sessions still running at exit");
         }
     }
+}
+
+/// Runs one session to its end on its own task, counted in the metrics and
+/// holding its connection slot until it is done.
+pub(crate) fn spawn_session(
+    permit: OwnedSemaphorePermit,
+    session: impl Future<Output = ()> + Send + 'static,
+) {
+    METRICS.connection_opened();
+    tokio::spawn(async move {
+        session.await;
+        METRICS.connection_closed();
+        drop(permit);
+    });
 }
 
 async fn refuse(mut stream: TcpStream) {

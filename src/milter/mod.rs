@@ -17,8 +17,7 @@ use tokio::net::{TcpListener, UnixListener};
 pub use session::MilterSession;
 
 use crate::config::MilterAddr;
-use crate::metrics::METRICS;
-use crate::server::{Sessions, Shared};
+use crate::server::{Sessions, Shared, spawn_session};
 
 pub struct MilterListener {
     listener: Listener,
@@ -112,13 +111,8 @@ fn start(sessions: &Sessions, (stream, peer): (Stream, String)) {
         return;
     };
     let session = MilterSession::new(stream, sessions.shared.clone(), sessions.phase());
-    METRICS.connection_opened();
-    tokio::spawn(async move {
-        tracing::debug!(session = session.id(), %peer, "milter: connected");
-        session.run().await;
-        METRICS.connection_closed();
-        drop(permit);
-    });
+    tracing::debug!(session = session.id(), %peer, "milter: connected");
+    spawn_session(permit, session.run());
 }
 
 /// Binds a Unix socket, replacing a stale one left by a crash (but never
