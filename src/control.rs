@@ -138,7 +138,7 @@ async fn serve_one(stream: UnixStream, desks: &Arc<Helpdesks>) -> std::io::Resul
 }
 
 /// Whether a ticket belongs in `list` with these filters.
-pub fn list_matches(t: &Ticket, status: Option<Status>, helpdesk: Option<&str>) -> bool {
+fn list_matches(t: &Ticket, status: Option<Status>, helpdesk: Option<&str>) -> bool {
     status.is_none_or(|s| t.status == s)
         && helpdesk.is_none_or(|h| t.helpdesk.eq_ignore_ascii_case(h))
 }

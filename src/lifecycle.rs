@@ -291,19 +291,11 @@ impl Helpdesks {
     pub async fn control(self: &Arc<Self>, request: Request) -> Response {
         let by = request.actor.clone().unwrap_or_else(|| "workgroup".into());
         let result = match request.op {
-            Op::List { status, helpdesk } => {
-                return match self.store.list() {
-                    Ok(tickets) => Response::Tickets {
-                        tickets: tickets
-                            .into_iter()
-                            .filter(|t| {
-                                crate::control::list_matches(t, status, helpdesk.as_deref())
-                            })
-                            .collect(),
-                    },
-                    Err(e) => Response::Error {
-                        error: e.to_string(),
-                    },
+            // Written a page at a time by the control socket itself
+            // (control::stream_list): never materialised here.
+            Op::List { .. } => {
+                return Response::Error {
+                    error: "list is answered by the control socket".into(),
                 };
             }
             Op::Show { id } => {
