@@ -14,14 +14,7 @@ struct Rig {
 }
 
 async fn rig() -> Rig {
-    let hop = Sink::start(SinkBehaviour::default()).await;
-    let relay = Sink::start(SinkBehaviour::default()).await;
-    let dg = start_desk_gate(
-        &hop.addr.to_string(),
-        Some(relay.addr),
-        tempfile::tempdir().unwrap(),
-    )
-    .await;
+    let (dg, hop, relay) = desk_gate_with_sinks(|_| {}).await;
     Rig { dg, hop, relay }
 }
 

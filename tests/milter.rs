@@ -494,17 +494,10 @@ async fn two_captured_messages_in_one_session_make_two_tickets() {
 }
 
 async fn rig_with(tweak: impl FnOnce(&mut ticketgate::config::Config)) -> Rig {
-    let hop = Sink::start(SinkBehaviour::default()).await;
-    let relay = Sink::start(SinkBehaviour::default()).await;
-    let dg = start_desk_gate_with(
-        &hop.addr.to_string(),
-        Some(relay.addr),
-        tempfile::tempdir().unwrap(),
-        |c| {
-            c.milter.listen = Some("127.0.0.1:0".to_string().try_into().unwrap());
-            tweak(c);
-        },
-    )
+    let (dg, _hop, relay) = desk_gate_with_sinks(|c| {
+        c.milter.listen = Some("127.0.0.1:0".to_string().try_into().unwrap());
+        tweak(c);
+    })
     .await;
     let milter = dg.gate.milter.expect("milter listener");
     Rig { dg, milter, relay }

@@ -133,17 +133,7 @@ async fn queued_replies_survive_a_restart() {
 
 #[tokio::test]
 async fn replies_per_sender_are_capped_by_the_rate_limit() {
-    let hop = Sink::start(SinkBehaviour::default()).await;
-    let relay = Sink::start(SinkBehaviour::default()).await;
-    let dg = start_desk_gate_with(
-        &hop.addr.to_string(),
-        Some(relay.addr),
-        tempfile::tempdir().unwrap(),
-        |c| {
-            c.outbox.rate_limit_per_hour = 2;
-        },
-    )
-    .await;
+    let (dg, _hop, relay) = desk_gate_with_sinks(|c| c.outbox.rate_limit_per_hour = 2).await;
     for i in 10..13 {
         send(dg.gate.addr, i, "chatty@caf.example").await;
     }

@@ -394,6 +394,21 @@ pub async fn start_desk_gate(
     start_desk_gate_with(next_hop, relay, data_dir, |_| {}).await
 }
 
+/// A desk gate between a next-hop sink and a reply-relay sink, the setup
+/// most helpdesk tests want: `(gate, hop, relay)`.
+pub async fn desk_gate_with_sinks(tweak: impl FnOnce(&mut Config)) -> (DeskGate, Sink, Sink) {
+    let hop = Sink::start(SinkBehaviour::default()).await;
+    let relay = Sink::start(SinkBehaviour::default()).await;
+    let dg = start_desk_gate_with(
+        &hop.addr.to_string(),
+        Some(relay.addr),
+        tempfile::tempdir().unwrap(),
+        tweak,
+    )
+    .await;
+    (dg, hop, relay)
+}
+
 pub async fn start_desk_gate_with(
     next_hop: &str,
     relay: Option<SocketAddr>,
