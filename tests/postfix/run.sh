@@ -545,6 +545,31 @@ summary_client_is() {
         grep -qF "\"client\":\"$client\""
 }
 
+# check_helpdesk_and_other MODE: a Project++ message comes out tagged,
+# a message to someone else untouched.
+check_helpdesk_and_other() {
+    local m=$1 rc=0
+    send_mago "$m-helpdesk" || rc=$?
+    check "mode $m: swaks to nuovocaso@projectpp.it accepted" test "$rc" = 0
+    check_tagged "$m" "$m-helpdesk"
+    rc=0
+    send "$m-other" someone@example.net --header "Subject: Pranzo" \
+        --body "Ci vediamo alle 13 davanti all'ufficio, come al solito." || rc=$?
+    check "mode $m: swaks to someone@example.net accepted" test "$rc" = 0
+    check_untagged "$m" "$m-other"
+}
+
+# check_client_address MODE ID: a message from 127.0.0.2 is tagged and its
+# summary line names that client (XFORWARD, or the milter's connect data).
+check_client_address() {
+    local m=$1 id=$2 rc=0
+    send_mago "$id" --local-interface 127.0.0.2 || rc=$?
+    check "mode $m: swaks from 127.0.0.2 accepted" test "$rc" = 0
+    check_tagged "$m" "$id"
+    check "mode $m: summary log line has \"client\":\"127.0.0.2\"" \
+        wait_for 10 summary_client_is "$id" 127.0.0.2
+}
+
 check_smtp_source() {
     local mode=$1 before rc=0
     before=$(dumps)
@@ -918,14 +943,7 @@ start_ticketgate "$W/tg-A" || die "mode A: ticketgate did not start"
 start_postfix A || die "mode A: Postfix did not start"
 check "mode A: Postfix daemons run as postfix" check_daemon_users
 
-rc=0; send_mago A-helpdesk || rc=$?
-check "mode A: swaks to nuovocaso@projectpp.it accepted" test "$rc" = 0
-check_tagged A A-helpdesk
-
-rc=0; send A-other someone@example.net --header "Subject: Pranzo" \
-    --body "Ci vediamo alle 13 davanti all'ufficio, come al solito." || rc=$?
-check "mode A: swaks to someone@example.net accepted" test "$rc" = 0
-check_untagged A A-other
+check_helpdesk_and_other A
 
 check_smtp_source A
 
@@ -952,11 +970,7 @@ check "mode A: no refused message reached the sink" \
     not has_dump "X-E2E-Id: A-reject"
 
 # XFORWARD: the real client address reaches ticketgate's log.
-rc=0; send_mago A-xforward --local-interface 127.0.0.2 || rc=$?
-check "mode A: swaks from 127.0.0.2 accepted" test "$rc" = 0
-check_tagged A A-xforward
-check 'mode A: summary log line has "client":"127.0.0.2"' \
-    wait_for 10 summary_client_is A-xforward 127.0.0.2
+check_client_address A A-xforward
 
 seed_scenarios A
 
@@ -975,22 +989,11 @@ start_ticketgate "$W/tg-B" || die "mode B: ticketgate did not start"
 start_postfix B || die "mode B: Postfix did not start"
 check "mode B: Postfix daemons run as postfix" check_daemon_users
 
-rc=0; send_mago B-helpdesk || rc=$?
-check "mode B: swaks to nuovocaso@projectpp.it accepted" test "$rc" = 0
-check_tagged B B-helpdesk
-
-rc=0; send B-other someone@example.net --header "Subject: Pranzo" \
-    --body "Ci vediamo alle 13 davanti all'ufficio, come al solito." || rc=$?
-check "mode B: swaks to someone@example.net accepted" test "$rc" = 0
-check_untagged B B-other
+check_helpdesk_and_other B
 
 check_smtp_source B
 
-rc=0; send_mago B-xforward --local-interface 127.0.0.2 || rc=$?
-check "mode B: swaks from 127.0.0.2 accepted" test "$rc" = 0
-check_tagged B B-xforward
-check 'mode B: summary log line has "client":"127.0.0.2"' \
-    wait_for 10 summary_client_is B-xforward 127.0.0.2
+check_client_address B B-xforward
 
 # ticketgate down: Postfix keeps the message queued, deferred; nothing lost.
 stop_ticketgate
@@ -1031,14 +1034,7 @@ tg_listeners() { ss -ltnpH | grep -F "pid=$TG_PID," | awk '{print $4}' | sort | 
 is "mode C: ticketgate listens on the milter port only (--milter-only)" \
     "$(tg_listeners)" "127.0.0.1:$MILTER_PORT "
 
-rc=0; send_mago C-helpdesk || rc=$?
-check "mode C: swaks to nuovocaso@projectpp.it accepted" test "$rc" = 0
-check_tagged C C-helpdesk
-
-rc=0; send C-other someone@example.net --header "Subject: Pranzo" \
-    --body "Ci vediamo alle 13 davanti all'ufficio, come al solito." || rc=$?
-check "mode C: swaks to someone@example.net accepted" test "$rc" = 0
-check_untagged C C-other
+check_helpdesk_and_other C
 # Accepted at DATA, unseen: still one summary line, with Postfix's queue id.
 passthrough_logged() {
     grep -F '"ticketgate::message"' "$TG_LOG" | grep -F '"rcpts":"someone@example.net"' |
@@ -1051,11 +1047,7 @@ check "mode C: mail accepted unseen has a summary log line with Postfix's queue 
 check_smtp_source C
 
 # The client's address reaches ticketgate from the milter's connect data.
-rc=0; send_mago C-client --local-interface 127.0.0.2 || rc=$?
-check "mode C: swaks from 127.0.0.2 accepted" test "$rc" = 0
-check_tagged C C-client
-check 'mode C: summary log line has "client":"127.0.0.2"' \
-    wait_for 10 summary_client_is C-client 127.0.0.2
+check_client_address C C-client
 
 seed_scenarios C
 
