@@ -8,6 +8,7 @@ pub mod auth;
 pub mod classify;
 pub mod config;
 pub mod control;
+pub mod envelope;
 pub mod forward;
 pub mod lifecycle;
 pub mod logging;

@@ -65,7 +65,8 @@ impl Helpdesks {
         templates: Templates,
     ) -> Helpdesks {
         let loaded = RwLock::new(Arc::new(Loaded {
-            table: HelpdeskTable::new(config.helpdesks.clone()),
+            table: HelpdeskTable::new(config.helpdesks.clone())
+                .with_recipient_delimiter(&config.server.recipient_delimiter),
             templates,
         }));
         let authenticator = Authenticator::new(&config.auth).unwrap_or_else(|e| {
@@ -100,7 +101,8 @@ impl Helpdesks {
     /// flight finish with the snapshot they started with.
     pub fn reload(&self, helpdesks: Vec<HelpdeskConfig>, templates: Templates) {
         let next = Arc::new(Loaded {
-            table: HelpdeskTable::new(helpdesks),
+            table: HelpdeskTable::new(helpdesks)
+                .with_recipient_delimiter(&self.config.server.recipient_delimiter),
             templates,
         });
         *self.loaded.write().unwrap_or_else(|p| p.into_inner()) = next;

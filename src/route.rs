@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 
 use crate::config::HelpdeskConfig;
+use crate::envelope::canonical;
 use crate::reason::ReasonCode;
 
 #[derive(Debug, Clone)]
@@ -20,6 +21,8 @@ pub struct HelpdeskTable {
     reply_from: Vec<String>,
     /// Lowercase staff domain -> helpdesk index (first one that lists it).
     staff_domains: HashMap<String, usize>,
+    /// Recipient delimiters (`[server] recipient_delimiter`).
+    delimiters: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,10 +67,10 @@ impl HelpdeskTable {
             for (q, queue) in desk.queues.iter().enumerate() {
                 // The config check refuses duplicates; keep the first anyway.
                 queues
-                    .entry(normalize_address(&queue.address))
+                    .entry(canonical(&queue.address, ""))
                     .or_insert((h, q));
             }
-            reply_from.push(normalize_address(&desk.reply_from));
+            reply_from.push(canonical(&desk.reply_from, ""));
             for domain in &desk.staff_domains {
                 staff_domains
                     .entry(domain.trim().trim_start_matches('@').to_lowercase())
@@ -79,7 +82,24 @@ impl HelpdeskTable {
             queues,
             reply_from,
             staff_domains,
+            delimiters: String::new(),
         }
+    }
+
+    /// Recipients are matched without the extension after one of these
+    /// chars, as Postfix does with `recipient_delimiter`.
+    pub fn with_recipient_delimiter(mut self, delimiters: &str) -> Self {
+        self.delimiters = delimiters.to_string();
+        self
+    }
+
+    /// The queue of an address as the MTA would deliver it: the whole
+    /// address first, then without its extension.
+    fn queue_of(&self, addr: &str) -> Option<(usize, usize)> {
+        self.queues
+            .get(&canonical(addr, ""))
+            .or_else(|| self.queues.get(&canonical(addr, &self.delimiters)))
+            .copied()
     }
 
     pub fn helpdesks(&self) -> &[HelpdeskConfig] {
@@ -88,14 +108,14 @@ impl HelpdeskTable {
 
     /// The (helpdesk, queue) indices of a queue address.
     pub fn lookup(&self, addr: &str) -> Option<(usize, usize)> {
-        self.queues.get(&normalize_address(addr)).copied()
+        self.queue_of(addr)
     }
 
     pub fn route(&self, rcpts: &[String]) -> Routing {
         let mut routing = Routing::default();
         for rcpt in rcpts {
-            let addr = normalize_address(rcpt);
-            if let Some(&(h, q)) = self.queues.get(&addr) {
+            let addr = canonical(rcpt, &self.delimiters);
+            if let Some((h, q)) = self.queue_of(rcpt) {
                 let configured = &self.helpdesks[h].queues[q].address;
                 match routing.desks.iter_mut().find(|d| d.helpdesk == h) {
                     Some(desk) => {
@@ -122,12 +142,13 @@ impl HelpdeskTable {
 
     /// A queue address or the reply sender of any helpdesk.
     pub fn is_own_address(&self, addr: &str) -> bool {
-        let addr = normalize_address(addr);
-        self.queues.contains_key(&addr) || self.reply_from.contains(&addr)
+        self.queue_of(addr).is_some()
+            || self.reply_from.contains(&canonical(addr, ""))
+            || self.reply_from.contains(&canonical(addr, &self.delimiters))
     }
 
     pub fn is_helpdesk_recipient(&self, addr: &str) -> bool {
-        self.queues.contains_key(&normalize_address(addr))
+        self.queue_of(addr).is_some()
     }
 }
 
@@ -202,6 +223,28 @@ mod tests {
             }]
         );
         assert!(r.ignored.is_empty());
+    }
+
+    #[test]
+    fn recipients_are_matched_as_the_mta_delivers_them() {
+        let t = table().with_recipient_delimiter("+");
+        for rcpt in [
+            "nuovocaso+urgente@projectpp.it",
+            "\"nuovocaso\"@projectpp.it",
+            "NUOVOCASO@projectpp.it.",
+        ] {
+            let r = t.route(&rcpts(&[rcpt]));
+            assert_eq!(r.desks.len(), 1, "{rcpt}");
+            assert_eq!(r.desks[0].queue, 0, "{rcpt}");
+        }
+        // Without a delimiter configured the extension is a different box.
+        assert!(
+            table()
+                .route(&rcpts(&["nuovocaso+urgente@projectpp.it"]))
+                .desks
+                .is_empty()
+        );
+        assert!(t.is_own_address("noreply+x@projectpp.it"));
     }
 
     #[test]

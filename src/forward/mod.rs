@@ -4,6 +4,7 @@
 mod maildir;
 mod smtp;
 
+use std::ops::Range;
 use std::time::Duration;
 
 use thiserror::Error;
@@ -25,6 +26,8 @@ pub enum HopError {
     Closed,
     #[error("next hop sent an invalid reply: {0}")]
     Protocol(String),
+    #[error("address cannot be passed on: {0}")]
+    Address(#[from] crate::envelope::AddressError),
     #[error("next hop i/o: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -53,19 +56,14 @@ pub struct ClientInfo {
     pub port: Option<String>,
 }
 
-/// Envelope parameters carried to the next hop on MAIL FROM.
-#[derive(Debug, Clone, Default)]
-pub struct MailParams {
-    pub size: Option<u64>,
-    pub eight_bit: bool,
-    pub smtputf8: bool,
-}
+pub use crate::envelope::{MailParams, RcptParams};
 
-/// A message as it leaves: `head` replaces the first `skip` bytes of the
-/// spooled content (our tags in, forged tags out); the rest is sent as is.
+/// A message as it leaves: `head` (our tags) goes on top, the `cuts`
+/// (forged fields, sorted byte ranges of the spooled content) are left
+/// out, the rest is sent as is.
 pub struct Outgoing<'a> {
     pub head: &'a [u8],
-    pub skip: u64,
+    pub cuts: &'a [Range<u64>],
     pub spool: &'a Spool,
 }
 
@@ -73,13 +71,14 @@ impl Outgoing<'_> {
     pub fn pass_through(spool: &Spool) -> Outgoing<'_> {
         Outgoing {
             head: &[],
-            skip: 0,
+            cuts: &[],
             spool,
         }
     }
 
     pub fn len(&self) -> u64 {
-        self.head.len() as u64 + self.spool.len().saturating_sub(self.skip)
+        let cut: u64 = self.cuts.iter().map(|c| c.end - c.start).sum();
+        self.head.len() as u64 + self.spool.len().saturating_sub(cut)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -90,7 +89,8 @@ impl Outgoing<'_> {
         Ok(OutgoingReader {
             head: (!self.head.is_empty()).then_some(self.head),
             spool: self.spool.reader().await?,
-            to_skip: self.skip,
+            cuts: self.cuts,
+            pos: 0,
         })
     }
 }
@@ -99,7 +99,10 @@ impl Outgoing<'_> {
 pub struct OutgoingReader<'a> {
     head: Option<&'a [u8]>,
     spool: crate::spool::SpoolReader<'a>,
-    to_skip: u64,
+    /// Cuts not yet passed.
+    cuts: &'a [Range<u64>],
+    /// Offset in the spooled content of the next chunk.
+    pos: u64,
 }
 
 impl OutgoingReader<'_> {
@@ -111,16 +114,39 @@ impl OutgoingReader<'_> {
             return Ok(buf.len());
         }
         loop {
-            if self.spool.next_chunk(buf).await? == 0 {
+            let n = self.spool.next_chunk(buf).await?;
+            if n == 0 {
                 return Ok(0);
             }
-            let cut = self.to_skip.min(buf.len() as u64) as usize;
-            self.to_skip -= cut as u64;
-            if cut < buf.len() {
-                buf.drain(..cut);
+            let start = self.pos;
+            self.pos += n as u64;
+            self.cut_chunk(buf, start);
+            if !buf.is_empty() {
                 return Ok(buf.len());
             }
         }
+    }
+
+    /// Removes from `buf` (content from offset `start`) what the cuts
+    /// cover, in place.
+    fn cut_chunk(&mut self, buf: &mut Vec<u8>, start: u64) {
+        let end = start + buf.len() as u64;
+        let mut kept = 0usize;
+        let mut at = start;
+        while at < end {
+            match self.cuts.first() {
+                Some(c) if c.end <= at => self.cuts = &self.cuts[1..],
+                Some(c) if c.start <= at => at = c.end.min(end),
+                next => {
+                    let stop = next.map_or(end, |c| c.start.min(end));
+                    let (from, to) = ((at - start) as usize, (stop - start) as usize);
+                    buf.copy_within(from..to, kept);
+                    kept += to - from;
+                    at = stop;
+                }
+            }
+        }
+        buf.truncate(kept);
     }
 }
 
@@ -157,9 +183,9 @@ impl NextHopConn {
         }
     }
 
-    pub async fn rcpt(&mut self, to: &str) -> Result<Reply, HopError> {
+    pub async fn rcpt(&mut self, to: &str, params: &RcptParams) -> Result<Reply, HopError> {
         match self {
-            NextHopConn::Smtp(s) => s.rcpt(to).await,
+            NextHopConn::Smtp(s) => s.rcpt(to, params).await,
             NextHopConn::Maildir(m) => Ok(m.rcpt(to)),
         }
     }
@@ -168,6 +194,15 @@ impl NextHopConn {
         match self {
             NextHopConn::Smtp(s) => s.data(msg).await,
             NextHopConn::Maildir(m) => m.deliver(msg).await,
+        }
+    }
+
+    /// Whether the next hop takes DSN parameters (RFC 3461), so we may
+    /// offer them to our client.
+    pub fn offers_dsn(&self) -> bool {
+        match self {
+            NextHopConn::Smtp(s) => s.offers_dsn(),
+            NextHopConn::Maildir(_) => false,
         }
     }
 

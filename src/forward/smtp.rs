@@ -6,7 +6,8 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use super::{ClientInfo, HopError, MailParams, Outgoing};
+use super::{ClientInfo, HopError, MailParams, Outgoing, RcptParams};
+use crate::envelope::{DsnRet, smtp_path, xtext};
 use crate::smtp::data::DotStuffer;
 use crate::smtp::reply::Reply;
 
@@ -19,6 +20,7 @@ struct Capabilities {
     size: bool,
     eight_bit: bool,
     smtputf8: bool,
+    dsn: bool,
     xforward: Vec<String>,
 }
 
@@ -104,23 +106,18 @@ impl SmtpHop {
         Ok(())
     }
 
+    pub fn offers_dsn(&self) -> bool {
+        self.caps.dsn
+    }
+
     pub async fn mail(&mut self, from: &str, params: &MailParams) -> Result<Reply, HopError> {
-        let mut cmd = format!("MAIL FROM:<{from}>");
-        if let (Some(size), true) = (params.size, self.caps.size) {
-            cmd.push_str(&format!(" SIZE={size}"));
-        }
-        if params.eight_bit && self.caps.eight_bit {
-            cmd.push_str(" BODY=8BITMIME");
-        }
-        if params.smtputf8 && self.caps.smtputf8 {
-            cmd.push_str(" SMTPUTF8");
-        }
-        cmd.push_str("\r\n");
+        let cmd = mail_command(from, params, &self.caps)?;
         self.command(&cmd).await
     }
 
-    pub async fn rcpt(&mut self, to: &str) -> Result<Reply, HopError> {
-        self.command(&format!("RCPT TO:<{to}>\r\n")).await
+    pub async fn rcpt(&mut self, to: &str, params: &RcptParams) -> Result<Reply, HopError> {
+        let cmd = rcpt_command(to, params, &self.caps)?;
+        self.command(&cmd).await
     }
 
     pub async fn rset(&mut self) -> Result<Reply, HopError> {
@@ -224,6 +221,7 @@ fn parse_capabilities(lines: &[String]) -> Capabilities {
             "SIZE" => caps.size = true,
             "8BITMIME" => caps.eight_bit = true,
             "SMTPUTF8" => caps.smtputf8 = true,
+            "DSN" => caps.dsn = true,
             "XFORWARD" => caps.xforward = words.map(|w| w.to_ascii_uppercase()).collect(),
             _ => {}
         }
@@ -231,17 +229,45 @@ fn parse_capabilities(lines: &[String]) -> Capabilities {
     caps
 }
 
-/// RFC 3461 xtext, as XFORWARD expects.
-fn xtext(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if (b'!'..=b'~').contains(&b) && b != b'+' && b != b'=' {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("+{b:02X}"));
+/// `MAIL FROM:<path> params`: the parameters our client gave that the next
+/// hop announced it takes.
+fn mail_command(from: &str, params: &MailParams, caps: &Capabilities) -> Result<String, HopError> {
+    let mut cmd = format!("MAIL FROM:<{}>", smtp_path(from)?);
+    if let (Some(size), true) = (params.size, caps.size) {
+        cmd.push_str(&format!(" SIZE={size}"));
+    }
+    if params.eight_bit && caps.eight_bit {
+        cmd.push_str(" BODY=8BITMIME");
+    }
+    if params.smtputf8 && caps.smtputf8 {
+        cmd.push_str(" SMTPUTF8");
+    }
+    if caps.dsn {
+        match params.ret {
+            Some(DsnRet::Full) => cmd.push_str(" RET=FULL"),
+            Some(DsnRet::Hdrs) => cmd.push_str(" RET=HDRS"),
+            None => {}
+        }
+        if let Some(envid) = &params.envid {
+            cmd.push_str(&format!(" ENVID={}", xtext(envid)));
         }
     }
-    out
+    cmd.push_str("\r\n");
+    Ok(cmd)
+}
+
+fn rcpt_command(to: &str, params: &RcptParams, caps: &Capabilities) -> Result<String, HopError> {
+    let mut cmd = format!("RCPT TO:<{}>", smtp_path(to)?);
+    if caps.dsn {
+        if !params.notify.is_empty() {
+            cmd.push_str(&format!(" NOTIFY={}", params.notify.join(",")));
+        }
+        if let Some(orcpt) = &params.orcpt {
+            cmd.push_str(&format!(" ORCPT=rfc822;{}", xtext(orcpt)));
+        }
+    }
+    cmd.push_str("\r\n");
+    Ok(cmd)
 }
 
 #[cfg(test)]
@@ -266,7 +292,33 @@ mod tests {
     }
 
     #[test]
-    fn xtext_escapes_plus_equals_and_space() {
-        assert_eq!(xtext("a+b=c d"), "a+2Bb+3Dc+20d");
+    fn envelope_commands_quote_and_pass_dsn_when_offered() {
+        let dsn = Capabilities {
+            dsn: true,
+            size: true,
+            ..Capabilities::default()
+        };
+        let params = RcptParams {
+            notify: vec!["SUCCESS", "FAILURE"],
+            orcpt: Some("a b@x.it".into()),
+        };
+        assert_eq!(
+            rcpt_command("x> NOTIFY=NEVER@example.org", &params, &dsn).unwrap(),
+            "RCPT TO:<\"x> NOTIFY=NEVER\"@example.org> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;a+20b@x.it\r\n"
+        );
+        assert_eq!(
+            rcpt_command("a@x.it", &params, &Capabilities::default()).unwrap(),
+            "RCPT TO:<a@x.it>\r\n"
+        );
+        let mail = MailParams {
+            size: Some(10),
+            ret: Some(DsnRet::Hdrs),
+            envid: Some("id=1".into()),
+            ..MailParams::default()
+        };
+        assert_eq!(
+            mail_command("", &mail, &dsn).unwrap(),
+            "MAIL FROM:<> SIZE=10 RET=HDRS ENVID=id+3D1\r\n"
+        );
     }
 }

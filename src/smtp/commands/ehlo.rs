@@ -2,8 +2,12 @@
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use std::time::Duration;
+
 use crate::smtp::reply::Reply;
 use crate::smtp::session::{Session, State};
+
+const EHLO_PROBE: Duration = Duration::from_secs(5);
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     pub(super) async fn handle_ehlo(&mut self, host: String, extended: bool) {
@@ -32,10 +36,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             "SMTPUTF8".to_string(),
             "ENHANCEDSTATUSCODES".to_string(),
         ];
+        if self.hop_offers_dsn().await {
+            lines.push("DSN".to_string());
+        }
         if self.is_trusted_upstream() {
             lines.push("XFORWARD NAME ADDR PROTO HELO SOURCE PORT IDENT".to_string());
             lines.push("XCLIENT NAME ADDR PROTO HELO PORT LOGIN".to_string());
         }
         self.reply(Reply::multiline(250, "", lines));
+    }
+
+    /// DSN is offered only when the next hop takes it, or we would have to
+    /// drop the parameters our client relies on. The hop is connected here
+    /// to learn that; a hop that cannot be reached now is asked again at
+    /// MAIL, and DSN is not offered.
+    async fn hop_offers_dsn(&mut self) -> bool {
+        // A next hop that does not answer costs EHLO a few seconds at
+        // most; MAIL waits the full next-hop timeout.
+        let probe = tokio::time::timeout(EHLO_PROBE, self.open_hop()).await;
+        match probe {
+            Ok(Ok(hop)) => hop.offers_dsn(),
+            Ok(Err(e)) => {
+                tracing::debug!(session = %self.id, error = %e, "next hop not reachable at EHLO");
+                false
+            }
+            Err(_) => false,
+        }
     }
 }

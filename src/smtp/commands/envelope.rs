@@ -1,9 +1,14 @@
 //! MAIL and RCPT. Both are passed to the next hop as they arrive, so its
 //! verdict on each recipient reaches our client (before-queue proxy mode).
 
-use smtp_proto::{MAIL_BODY_8BITMIME, MAIL_BODY_BINARYMIME, MAIL_SMTPUTF8, MailFrom, RcptTo};
+use smtp_proto::{
+    MAIL_BODY_8BITMIME, MAIL_BODY_BINARYMIME, MAIL_RET_FULL, MAIL_RET_HDRS, MAIL_SMTPUTF8,
+    MailFrom, RCPT_NOTIFY_DELAY, RCPT_NOTIFY_FAILURE, RCPT_NOTIFY_NEVER, RCPT_NOTIFY_SUCCESS,
+    RcptTo,
+};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::envelope::{DsnRet, RcptParams, smtp_path};
 use crate::forward::{HopError, MailParams, NextHopConn};
 use crate::smtp::reply::Reply;
 use crate::smtp::session::{Session, State, Transaction};
@@ -52,11 +57,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if from.flags & MAIL_BODY_BINARYMIME != 0 {
             return self.reply(Reply::new(555, "5.5.4", "BODY=BINARYMIME not supported"));
         }
-        let params = MailParams {
-            size: declared.map(|s| s as u64),
-            eight_bit: from.flags & MAIL_BODY_8BITMIME != 0,
-            smtputf8: from.flags & MAIL_SMTPUTF8 != 0,
-        };
+        if smtp_path(&from.address).is_err() {
+            return self.reply(Reply::new(501, "5.1.7", "Bad sender address syntax"));
+        }
+        let params = mail_params(&from, declared);
         let reply = match self.hop_mail(&from.address, &params).await {
             Ok(reply) => reply,
             Err(e) => {
@@ -83,6 +87,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// The next hop connection, opened on first use and given the client's
     /// XFORWARD details when they changed.
     pub(super) async fn connected_hop(&mut self) -> Result<&mut NextHopConn, HopError> {
+        self.open_hop().await?;
+        let hop = self.hop.as_mut().expect("hop is connected");
+        if self.hop_needs_xforward {
+            hop.xforward(&self.client).await?;
+            self.hop_needs_xforward = false;
+        }
+        Ok(hop)
+    }
+
+    /// The next hop connection, opened if there is none yet.
+    pub(super) async fn open_hop(&mut self) -> Result<&mut NextHopConn, HopError> {
         if self.hop.is_none() {
             let config = &self.shared.config;
             let hop = NextHopConn::connect(
@@ -91,15 +106,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 config.limits.next_hop_timeout(),
             )
             .await?;
-            self.hop = Some(hop);
             self.hop_needs_xforward = true;
+            return Ok(self.hop.insert(hop));
         }
-        let hop = self.hop.as_mut().expect("hop was just connected");
-        if self.hop_needs_xforward {
-            hop.xforward(&self.client).await?;
-            self.hop_needs_xforward = false;
-        }
-        Ok(hop)
+        Ok(self.hop.as_mut().expect("hop is connected"))
     }
 
     pub(super) async fn handle_rcpt(&mut self, to: RcptTo<String>) {
@@ -117,8 +127,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if to.address.is_empty() {
             return self.reply(Reply::new(501, "5.1.3", "Empty recipient address"));
         }
+        if smtp_path(&to.address).is_err() {
+            return self.reply(Reply::new(501, "5.1.3", "Bad recipient address syntax"));
+        }
+        let params = rcpt_params(&to);
         let result = match self.hop.as_mut() {
-            Some(hop) => hop.rcpt(&to.address).await,
+            Some(hop) => hop.rcpt(&to.address, &params).await,
             None => Err(HopError::Closed),
         };
         let reply = match result {
@@ -136,6 +150,43 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             txn.rcpts.push(to.address);
         }
         self.reply(reply);
+    }
+}
+
+fn mail_params(from: &MailFrom<String>, declared: Option<u128>) -> MailParams {
+    let ret = if from.flags & MAIL_RET_FULL != 0 {
+        Some(DsnRet::Full)
+    } else if from.flags & MAIL_RET_HDRS != 0 {
+        Some(DsnRet::Hdrs)
+    } else {
+        None
+    };
+    MailParams {
+        size: declared.map(|s| s as u64),
+        eight_bit: from.flags & MAIL_BODY_8BITMIME != 0,
+        smtputf8: from.flags & MAIL_SMTPUTF8 != 0,
+        ret,
+        envid: from.env_id.clone(),
+    }
+}
+
+fn rcpt_params(to: &RcptTo<String>) -> RcptParams {
+    let notify = if to.flags & RCPT_NOTIFY_NEVER != 0 {
+        vec!["NEVER"]
+    } else {
+        [
+            (RCPT_NOTIFY_SUCCESS, "SUCCESS"),
+            (RCPT_NOTIFY_FAILURE, "FAILURE"),
+            (RCPT_NOTIFY_DELAY, "DELAY"),
+        ]
+        .into_iter()
+        .filter(|(bit, _)| to.flags & bit != 0)
+        .map(|(_, word)| word)
+        .collect()
+    };
+    RcptParams {
+        notify,
+        orcpt: to.orcpt.clone(),
     }
 }
 

@@ -1,0 +1,174 @@
+//! The SMTP envelope as it leaves us: addresses written back in RFC 5321
+//! form (a local part quoted where it needs it) and the ESMTP parameters we
+//! pass on. smtp-proto hands us addresses with their quotes removed, so an
+//! address written back as it came would let `"x> NOTIFY=NEVER"@a` become a
+//! parameter in the next hop's command.
+
+use thiserror::Error;
+
+/// MAIL FROM parameters carried to the next hop.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MailParams {
+    pub size: Option<u64>,
+    pub eight_bit: bool,
+    pub smtputf8: bool,
+    /// DSN (RFC 3461): `RET=FULL` or `RET=HDRS`.
+    pub ret: Option<DsnRet>,
+    /// DSN envelope id, decoded from xtext.
+    pub envid: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DsnRet {
+    Full,
+    Hdrs,
+}
+
+/// RCPT TO parameters carried to the next hop (DSN only).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RcptParams {
+    /// `NOTIFY=` keywords in RFC 3461 order (NEVER alone, or any of
+    /// SUCCESS, FAILURE, DELAY).
+    pub notify: Vec<&'static str>,
+    /// `ORCPT=rfc822;...`, the address decoded from xtext.
+    pub orcpt: Option<String>,
+}
+
+impl RcptParams {
+    pub fn is_empty(&self) -> bool {
+        self.notify.is_empty() && self.orcpt.is_none()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum AddressError {
+    #[error("address has no domain")]
+    NoDomain,
+    #[error("address contains a control character")]
+    ControlCharacter,
+}
+
+/// The address as a reverse- or forward-path, without the angle brackets:
+/// the local part as a dot-atom when it is one, else as a quoted string.
+/// `""` (the null sender) stays empty.
+pub fn smtp_path(addr: &str) -> Result<String, AddressError> {
+    if addr.is_empty() {
+        return Ok(String::new());
+    }
+    let (local, domain) = addr.rsplit_once('@').ok_or(AddressError::NoDomain)?;
+    if addr.chars().any(|c| c.is_control()) {
+        return Err(AddressError::ControlCharacter);
+    }
+    if is_dot_atom(local) {
+        return Ok(addr.to_string());
+    }
+    let mut out = String::with_capacity(addr.len() + 4);
+    out.push('"');
+    for c in local.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push_str("\"@");
+    out.push_str(domain);
+    Ok(out)
+}
+
+/// RFC 5321 Dot-string: atoms of atext (UTF-8 allowed, RFC 6531) joined by
+/// single dots.
+fn is_dot_atom(local: &str) -> bool {
+    !local.is_empty()
+        && local
+            .split('.')
+            .all(|atom| !atom.is_empty() && atom.chars().all(is_atext))
+}
+
+fn is_atext(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || !c.is_ascii()
+}
+
+/// An address as the MTA compares it: quotes gone (smtp-proto already took
+/// them off), lowercase, no trailing dot on the domain, and the extension
+/// after a recipient delimiter removed (`nuovocaso+urgente@` is
+/// `nuovocaso@`), like Postfix's `recipient_delimiter`. Each char of
+/// `delimiters` is one delimiter.
+pub fn canonical(addr: &str, delimiters: &str) -> String {
+    let addr = addr
+        .trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .trim();
+    let Some((local, domain)) = addr.rsplit_once('@') else {
+        return addr.to_lowercase();
+    };
+    let local = local
+        .strip_prefix('"')
+        .and_then(|l| l.strip_suffix('"'))
+        .unwrap_or(local);
+    let base = match local.find(|c: char| delimiters.contains(c)) {
+        // Postfix leaves a local part that starts with the delimiter alone.
+        Some(at) if at > 0 => &local[..at],
+        _ => local,
+    };
+    let domain = domain.trim_end_matches('.');
+    format!("{base}@{domain}").to_lowercase()
+}
+
+/// RFC 3461 xtext, for ENVID, ORCPT and XFORWARD values.
+pub fn xtext(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if (b'!'..=b'~').contains(&b) && b != b'+' && b != b'=' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("+{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_parts_that_are_not_atoms_are_quoted() {
+        assert_eq!(smtp_path("a.b@x.it").unwrap(), "a.b@x.it");
+        assert_eq!(
+            smtp_path("mario rossi@example.org").unwrap(),
+            "\"mario rossi\"@example.org"
+        );
+        assert_eq!(
+            smtp_path("x> NOTIFY=NEVER@example.org").unwrap(),
+            "\"x> NOTIFY=NEVER\"@example.org"
+        );
+        assert_eq!(smtp_path("a\"b\\c@x").unwrap(), "\"a\\\"b\\\\c\"@x");
+        assert_eq!(smtp_path("a..b@x").unwrap(), "\"a..b\"@x");
+        assert_eq!(smtp_path("a@b@x").unwrap(), "\"a@b\"@x");
+        assert_eq!(smtp_path("").unwrap(), "");
+        assert_eq!(smtp_path("èlla@x.it").unwrap(), "èlla@x.it");
+        assert_eq!(smtp_path("a\tb@x"), Err(AddressError::ControlCharacter));
+        assert_eq!(smtp_path("nodomain"), Err(AddressError::NoDomain));
+    }
+
+    #[test]
+    fn canonical_form_follows_the_mta() {
+        assert_eq!(
+            canonical("NuovoCaso+urgente@ProjectPP.it.", "+"),
+            "nuovocaso@projectpp.it"
+        );
+        assert_eq!(
+            canonical("\"nuovocaso\"@projectpp.it", "+"),
+            "nuovocaso@projectpp.it"
+        );
+        assert_eq!(canonical("a-b+c@x", "+-"), "a@x");
+        assert_eq!(canonical("+only@x", "+"), "+only@x");
+        assert_eq!(canonical("a+b@x", ""), "a+b@x");
+    }
+
+    #[test]
+    fn xtext_escapes_plus_equals_and_space() {
+        assert_eq!(xtext("a+b=c d"), "a+2Bb+3Dc+20d");
+    }
+}
