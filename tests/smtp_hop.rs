@@ -315,9 +315,13 @@ async fn recipients_over_limit_get_452_453() {
 }
 
 #[tokio::test]
-async fn connections_over_limit_get_421_470() {
+async fn connections_over_limit_get_421_470_when_no_session_is_idle() {
     let (gate, _sink) = gate_and_sink("[limits]\nmax_connections = 1\n").await;
-    let _first = Client::connect(gate.addr).await;
+    // In the middle of DATA: busy, so not a session to close for another.
+    let mut first = Client::greeted(gate.addr).await;
+    first.cmd("MAIL FROM:<a@b.example>", 250).await;
+    first.cmd("RCPT TO:<c@d.example>", 250).await;
+    first.cmd("DATA", 354).await;
     let stream = tokio::net::TcpStream::connect(gate.addr).await.unwrap();
     let mut reader = tokio::io::BufReader::new(stream);
     let mut line = String::new();
@@ -325,6 +329,18 @@ async fn connections_over_limit_get_421_470() {
         .await
         .unwrap();
     assert!(line.starts_with("421 4.7.0"), "{line}");
+    gate.stop().await;
+}
+
+#[tokio::test]
+async fn at_the_limit_the_longest_idle_session_makes_room() {
+    let (gate, _sink) = gate_and_sink("[limits]\nmax_connections = 1\n").await;
+    let mut idle = Client::greeted(gate.addr).await;
+    let mut second = Client::connect(gate.addr).await;
+    second.cmd("EHLO second.example", 250).await;
+    let told = idle.reply().await;
+    assert!(told.starts_with("421 4.7.0"), "{told}");
+    assert!(idle.is_closed().await);
     gate.stop().await;
 }
 

@@ -1,6 +1,8 @@
 //! The listener: accepts connections, one task per session, a semaphore
 //! for the connection limit, and a two-phase shutdown (drain, then close).
 
+pub mod pressure;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,6 +16,11 @@ use crate::config::Config;
 use crate::metrics::METRICS;
 use crate::pipeline::Pipeline;
 use crate::smtp::Session;
+use pressure::Pressure;
+
+/// How long a new client waits for the slot of an idle session that was
+/// told to leave.
+const EVICTION_WAIT: Duration = Duration::from_secs(2);
 
 /// Where the server is in its life; sessions watch it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +48,7 @@ pub(crate) struct Sessions {
     pub(crate) shared: Arc<Shared>,
     slots: Arc<Semaphore>,
     phase: watch::Sender<Phase>,
+    pressure: Arc<Pressure>,
 }
 
 impl Server {
@@ -82,12 +90,19 @@ impl Server {
 
 impl Sessions {
     pub(crate) fn new(shared: Arc<Shared>) -> Sessions {
-        let slots = Arc::new(Semaphore::new(shared.config.limits.max_connections));
+        let limits = &shared.config.limits;
+        let slots = Arc::new(Semaphore::new(limits.max_connections));
+        let pressure = Pressure::new(
+            slots.clone(),
+            limits.max_connections,
+            limits.stress_threshold_percent,
+        );
         let (phase, _) = watch::channel(Phase::Running);
         Sessions {
             shared,
             slots,
             phase,
+            pressure,
         }
     }
 
@@ -107,13 +122,42 @@ impl Sessions {
 
     fn start(&self, stream: TcpStream, peer: SocketAddr) {
         let _ = stream.set_nodelay(true);
-        let Some(permit) = self.admit(&peer) else {
-            tokio::spawn(refuse(stream));
+        if let Ok(permit) = self.slots.clone().try_acquire_owned() {
+            self.serve(permit, stream, peer);
             return;
-        };
-        let session = Session::new(stream, peer, self.shared.clone(), self.phase());
-        tracing::debug!(session = session.id(), %peer, "connected");
-        spawn_session(permit, session.run());
+        }
+        if !self.pressure.evict_longest_idle() {
+            match self.admit(&peer) {
+                Some(permit) => self.serve(permit, stream, peer),
+                None => drop(tokio::spawn(refuse(stream))),
+            }
+            return;
+        }
+        // The idle session says 421 and leaves; its slot is this client's.
+        let slots = self.slots.clone();
+        let starter = self.starter();
+        tokio::spawn(async move {
+            match tokio::time::timeout(EVICTION_WAIT, slots.acquire_owned()).await {
+                Ok(Ok(permit)) => starter.serve(permit, stream, peer),
+                _ => {
+                    tracing::warn!(%peer, "connection limit reached");
+                    METRICS.connection_refused();
+                    refuse(stream).await;
+                }
+            }
+        });
+    }
+
+    fn starter(&self) -> Starter {
+        Starter {
+            shared: self.shared.clone(),
+            phase: self.phase(),
+            pressure: self.pressure.clone(),
+        }
+    }
+
+    fn serve(&self, permit: OwnedSemaphorePermit, stream: TcpStream, peer: SocketAddr) {
+        self.starter().serve(permit, stream, peer);
     }
 
     pub(crate) async fn drain(&self) {
@@ -142,6 +186,23 @@ impl Sessions {
         {
             tracing::warn!("sessions still running at exit");
         }
+    }
+}
+
+/// What starting an SMTP session needs, detached from the listener so a
+/// task waiting for an evicted slot can do it.
+struct Starter {
+    shared: Arc<Shared>,
+    phase: watch::Receiver<Phase>,
+    pressure: Arc<Pressure>,
+}
+
+impl Starter {
+    fn serve(self, permit: OwnedSemaphorePermit, stream: TcpStream, peer: SocketAddr) {
+        let load = self.pressure.register();
+        let session = Session::new(stream, peer, self.shared, self.phase, load);
+        tracing::debug!(session = session.id(), %peer, "connected");
+        spawn_session(permit, session.run());
     }
 }
 

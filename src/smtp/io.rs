@@ -1,6 +1,10 @@
-//! Buffered reading of SMTP command lines with a length limit and a timeout.
+//! Buffered reading of SMTP command lines with a length limit and a
+//! deadline. A deadline, not a timeout per read: a client that sends one
+//! byte just before each timeout would otherwise hold a line open for ever.
 
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -26,6 +30,9 @@ pub struct SmtpIo<S> {
     buf: Vec<u8>,
     start: usize,
     out: Vec<u8>,
+    /// Each write must complete within this: a client that stops reading
+    /// must not hold its session (and slot) for ever.
+    write_timeout: Duration,
 }
 
 const READ_CHUNK: usize = 16 * 1024;
@@ -37,7 +44,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpIo<S> {
             buf: Vec::with_capacity(READ_CHUNK),
             start: 0,
             out: Vec::with_capacity(512),
+            write_timeout: Duration::from_secs(300),
         }
+    }
+
+    pub fn set_write_timeout(&mut self, timeout: Duration) {
+        self.write_timeout = timeout;
     }
 
     /// Bytes received and not yet consumed: the client pipelined them.
@@ -52,11 +64,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpIo<S> {
     }
 
     pub async fn flush(&mut self) -> std::io::Result<()> {
-        if !self.out.is_empty() {
-            self.stream.write_all(&self.out).await?;
-            self.out.clear();
+        let write = async {
+            if !self.out.is_empty() {
+                self.stream.write_all(&self.out).await?;
+                self.out.clear();
+            }
+            self.stream.flush().await
+        };
+        match tokio::time::timeout(self.write_timeout, write).await {
+            Ok(result) => result,
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "client does not read our replies",
+            )),
         }
-        self.stream.flush().await
     }
 
     /// Flushes unless more pipelined commands are already waiting.
@@ -70,13 +91,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpIo<S> {
 
     /// Reads more bytes. Cancel-safe: `read_buf` appends only what arrived,
     /// so a shutdown racing this read loses nothing.
-    async fn fill(&mut self, timeout: Duration) -> Result<(), ReadError> {
+    async fn fill(&mut self, deadline: Instant) -> Result<(), ReadError> {
         if self.start > 0 {
             self.buf.drain(..self.start);
             self.start = 0;
         }
         self.buf.reserve(READ_CHUNK);
-        match tokio::time::timeout(timeout, self.stream.read_buf(&mut self.buf)).await {
+        match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf)).await {
             Err(_) => Err(ReadError::Timeout),
             Ok(Err(e)) => Err(ReadError::Io(e)),
             Ok(Ok(0)) => Err(ReadError::Closed),
@@ -84,9 +105,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpIo<S> {
         }
     }
 
-    /// Reads one line of at most `limit` octets including CRLF.
-    /// `timeout` applies to each wait for bytes.
-    pub async fn read_line(&mut self, limit: usize, timeout: Duration) -> Result<Line, ReadError> {
+    /// Reads one line of at most `limit` octets including CRLF; the whole
+    /// line must have arrived by `deadline`.
+    pub async fn read_line(&mut self, limit: usize, deadline: Instant) -> Result<Line, ReadError> {
         let mut too_long = false;
         loop {
             let pending = &self.buf[self.start..];
@@ -110,7 +131,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpIo<S> {
                 too_long = true;
                 self.start = self.buf.len();
             }
-            self.fill(timeout).await?;
+            self.fill(deadline).await?;
         }
     }
 
@@ -118,14 +139,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpIo<S> {
     /// returns how many it used; used by DATA, which has its own framing.
     pub async fn read_chunk<F>(
         &mut self,
-        timeout: Duration,
+        deadline: Instant,
         mut consume: F,
     ) -> Result<(), ReadError>
     where
         F: FnMut(&[u8]) -> usize,
     {
         if !self.has_buffered_input() {
-            self.fill(timeout).await?;
+            self.fill(deadline).await?;
         }
         let used = consume(&self.buf[self.start..]);
         self.start += used;

@@ -3,14 +3,13 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
-
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
 use super::io::{Line, MAX_COMMAND_LINE, ReadError, SmtpIo};
 use super::reply::Reply;
 use crate::forward::{ClientInfo, MailParams, NextHopConn};
+use crate::server::pressure::SessionLoad;
 use crate::server::{Phase, Shared};
 
 pub enum State {
@@ -43,8 +42,10 @@ pub struct Session<S> {
     pub(super) hop: Option<NextHopConn>,
     /// XFORWARD details changed since the hop last saw them.
     pub(super) hop_needs_xforward: bool,
-    pub(super) started: Instant,
+    /// `session_timeout_secs` from the start: no read goes past it.
+    pub(super) deadline: tokio::time::Instant,
     pub(super) phase: watch::Receiver<Phase>,
+    pub(super) load: SessionLoad,
 }
 
 enum Next {
@@ -59,10 +60,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         peer: SocketAddr,
         shared: Arc<Shared>,
         phase: watch::Receiver<Phase>,
+        load: SessionLoad,
     ) -> Self {
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_uppercase();
+        let limits = &shared.config.limits;
+        let deadline = tokio::time::Instant::now() + limits.session_timeout();
+        let mut io = SmtpIo::new(stream);
+        io.set_write_timeout(limits.command_timeout());
         Session {
-            io: SmtpIo::new(stream),
+            io,
             shared,
             id,
             peer,
@@ -76,8 +82,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             state: State::Connected,
             hop: None,
             hop_needs_xforward: false,
-            started: Instant::now(),
+            deadline,
             phase,
+            load,
         }
     }
 
@@ -155,9 +162,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     /// Reads the next command, racing the read against the session's time
-    /// budget and the server's shutdown.
+    /// budget, the server's shutdown and the listener's need for our slot.
     async fn next_line(&mut self) -> Next {
-        let limits = self.shared.config.limits.clone();
+        self.load.idle();
+        let next = self.wait_for_line().await;
+        self.load.busy();
+        next
+    }
+
+    async fn wait_for_line(&mut self) -> Next {
         loop {
             match *self.phase.borrow() {
                 Phase::Closing => return Next::Stop(Some(shutting_down())),
@@ -168,23 +181,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
                 _ => {}
             }
-            let left = limits
-                .session_timeout()
-                .saturating_sub(self.started.elapsed());
-            if left.is_zero() {
-                return Next::Stop(Some(Reply::new(
-                    421,
-                    "4.4.2",
-                    "Session time limit exceeded, closing",
-                )));
+            if self.deadline <= tokio::time::Instant::now() {
+                return Next::Stop(Some(session_expired()));
             }
-            let timeout = limits.command_timeout().min(left);
+            let deadline = self.line_deadline();
             tokio::select! {
-                read = self.io.read_line(MAX_COMMAND_LINE, timeout) => {
+                read = self.io.read_line(MAX_COMMAND_LINE, deadline) => {
                     return match read {
                         Ok(Line::Complete(line)) => Next::Line(line),
                         Ok(Line::TooLong) => Next::TooLong,
-                        Err(ReadError::Timeout) => Next::Stop(Some(Reply::new(421, "4.4.2", "Timeout waiting for a command, closing"))),
+                        Err(ReadError::Timeout) => Next::Stop(Some(self.timed_out("a command"))),
                         Err(ReadError::Closed | ReadError::Io(_)) => Next::Stop(None),
                     };
                 }
@@ -193,9 +199,36 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                         return Next::Stop(Some(shutting_down()));
                     }
                 }
+                () = self.load.evicted(), if !self.io.has_buffered_input() => {
+                    tracing::info!(session = %self.id, "idle session closed for a new client");
+                    return Next::Stop(Some(Reply::new(421, "4.7.0", "Too many connections, closing idle session")));
+                }
             }
         }
     }
+
+    /// The whole command line must arrive by then: the idle timeout (short
+    /// under connection pressure), never past the session's deadline.
+    fn line_deadline(&self) -> tokio::time::Instant {
+        let limits = &self.shared.config.limits;
+        let idle = self
+            .load
+            .idle_timeout(limits.command_timeout(), limits.stress_idle_timeout());
+        (tokio::time::Instant::now() + idle).min(self.deadline)
+    }
+
+    /// The reply for a read that ran out of time waiting for `what`.
+    pub(super) fn timed_out(&self, what: &str) -> Reply {
+        if self.deadline <= tokio::time::Instant::now() {
+            session_expired()
+        } else {
+            Reply::new(421, "4.4.2", format!("Timeout waiting for {what}, closing"))
+        }
+    }
+}
+
+fn session_expired() -> Reply {
+    Reply::new(421, "4.4.2", "Session time limit exceeded, closing")
 }
 
 pub(super) fn shutting_down() -> Reply {

@@ -73,16 +73,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             &config.server.data_dir.join("spool"),
             config.limits.spool_memory_bytes,
         );
-        let timeout = config.limits.data_timeout();
+        let mut budget = DataBudget::new(config.limits.data_timeout(), config.limits.min_data_rate);
         let mut decoded = Vec::with_capacity(64 * 1024);
         while !decoder.is_done() {
+            let deadline = budget.deadline().min(self.deadline);
+            let mut consumed = 0;
             if *self.phase.borrow() == Phase::Closing {
                 return Err(DataFailure::Fatal(shutting_down()));
             }
             // A client stalled in DATA must not hold the shutdown past its
             // grace period: the read races the phase change.
             let read = tokio::select! {
-                read = self.io.read_chunk(timeout, |bytes| decoder.feed(bytes, &mut decoded)) => read,
+                read = self.io.read_chunk(deadline, |bytes| {
+                    consumed = decoder.feed(bytes, &mut decoded);
+                    consumed
+                }) => read,
                 changed = self.phase.changed() => match changed {
                     Ok(()) => continue,
                     // The server is gone: nothing will say Closing any more.
@@ -90,13 +95,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 },
             };
             match read {
-                Ok(()) => {}
+                Ok(()) => budget.received(consumed),
                 Err(ReadError::Timeout) => {
-                    return Err(DataFailure::Fatal(Reply::new(
-                        421,
-                        "4.4.2",
-                        "Timeout waiting for data, closing",
-                    )));
+                    return Err(DataFailure::Fatal(self.timed_out("data")));
                 }
                 Err(ReadError::Closed | ReadError::Io(_)) => return Err(DataFailure::Disconnected),
             }
@@ -167,7 +168,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     async fn forward(&mut self, prepared: &Prepared, spool: &Spool) -> Reply {
         let outgoing = Outgoing {
             head: &prepared.head,
-            skip: prepared.skip,
+            cuts: &prepared.cuts,
             spool,
         };
         let Some(hop) = self.hop.as_mut() else {
@@ -199,6 +200,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             rcpts,
         };
         pipeline::log_refused(&envelope, reply, started);
+    }
+}
+
+/// The time a client has left to finish DATA: a starting budget, less the
+/// time each read waited, plus `bytes / min_rate` seconds for what it
+/// brought. A client that trickles a byte now and then runs out; one that
+/// sends a large message at a fair rate never does.
+struct DataBudget {
+    deadline: tokio::time::Instant,
+    min_rate: u64,
+}
+
+impl DataBudget {
+    fn new(start: std::time::Duration, min_rate: u64) -> DataBudget {
+        DataBudget {
+            deadline: tokio::time::Instant::now() + start,
+            min_rate: min_rate.max(1),
+        }
+    }
+
+    fn deadline(&self) -> tokio::time::Instant {
+        self.deadline
+    }
+
+    fn received(&mut self, bytes: usize) {
+        let credit = std::time::Duration::from_secs_f64(bytes as f64 / self.min_rate as f64);
+        self.deadline += credit;
     }
 }
 
