@@ -8,18 +8,55 @@
 //! [`ReasonCode::ParseFailed`].
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 
 use mail_parser::{HeaderValue, Message, MessageParser, MimeHeaders, PartType};
+use sha2::{Digest, Sha256};
 
+use crate::config::LimitsConfig;
 use crate::reason::ReasonCode;
 
+/// What one message can make the parser do. Every cap cuts with a reason
+/// code; the message itself is forwarded intact whatever was cut here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParseLimits {
+    pub mime_parts: usize,
+    pub attachments: usize,
+    pub header_fields: usize,
+    pub reference_ids: usize,
+    /// Decoded body text kept (and so classified), in bytes.
+    pub text_bytes: usize,
+}
+
+impl Default for ParseLimits {
+    fn default() -> Self {
+        ParseLimits::from(&LimitsConfig::default())
+    }
+}
+
+impl From<&LimitsConfig> for ParseLimits {
+    fn from(l: &LimitsConfig) -> Self {
+        ParseLimits {
+            mime_parts: l.max_mime_parts,
+            attachments: l.max_attachments_per_message,
+            header_fields: l.max_header_fields,
+            reference_ids: l.max_reference_ids,
+            text_bytes: l.max_classify_bytes,
+        }
+    }
+}
+
+/// An attachment as the ticket records it; its content went to the
+/// callback of [`parse_with`] and is not held here.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParsedAttachment {
     pub name: Option<String>,
     /// `type/subtype`, lowercased; `application/octet-stream` when absent.
     pub content_type: String,
-    /// Decoded content.
-    pub bytes: Vec<u8>,
+    /// Decoded size in bytes.
+    pub size: u64,
+    /// SHA-256 (hex) of the decoded content, as the callback returned it.
+    pub sha256: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -69,66 +106,153 @@ const OOF_SUBJECT_PREFIXES: &[&str] = &[
     "abwesenheitsnotiz",
 ];
 
-/// Parses a raw message. Never panics, whatever the bytes.
+/// Parses a raw message with the default limits; attachment contents are
+/// hashed, not kept. Never panics, whatever the bytes.
 pub fn parse(raw: &[u8]) -> ParsedMail {
-    // mail-parser promises not to panic; the guard makes a bug there cost a
-    // reason code instead of a session.
-    let parsed = std::panic::catch_unwind(|| {
-        MessageParser::default()
-            .parse(raw)
-            .map(|msg| from_message(&msg))
-    });
-    match parsed {
-        Ok(Some(mail)) => mail,
-        Ok(None) | Err(_) => fallback(raw),
+    let mut hash_only = |bytes: &[u8]| Ok::<_, std::convert::Infallible>(sha256_hex(bytes));
+    match parse_with(raw, &ParseLimits::default(), &mut hash_only) {
+        Ok(mail) => mail,
+        Err(never) => match never {},
     }
 }
 
-fn from_message(msg: &Message<'_>) -> ParsedMail {
+/// Parses a raw message within `limits`. Each attachment kept is handed
+/// to `keep` while the parsed message still borrows it, so it is stored
+/// without a copy; `keep` returns its SHA-256 hex. An error of `keep`
+/// ends the parse.
+pub fn parse_with<E>(
+    raw: &[u8],
+    limits: &ParseLimits,
+    keep: &mut dyn FnMut(&[u8]) -> Result<String, E>,
+) -> Result<ParsedMail, E> {
+    let (window, cut) = parse_window(raw, limits);
+    // mail-parser promises not to panic; the guard makes a bug there cost a
+    // reason code instead of a session.
+    let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        MessageParser::default()
+            .parse(window)
+            .map(|msg| from_message(&msg, limits, &mut *keep))
+    }));
+    let mut mail = match parsed {
+        Ok(Some(mail)) => mail?,
+        Ok(None) | Err(_) => fallback(window, limits),
+    };
+    mail.reasons.extend(cut);
+    Ok(mail)
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// The part of `raw` the parser gets. mail-parser holds a structure for
+/// every part and header field it finds, so a message made of 100,000 tiny
+/// parts or fields would cost far more memory than its size: it is cut
+/// before the first field or part over the cap. One linear scan; parts are
+/// counted by the lines that can open one (a boundary, a Content-Type).
+fn parse_window<'a>(raw: &'a [u8], limits: &ParseLimits) -> (&'a [u8], Option<ReasonCode>) {
+    let mut fields = 0usize;
+    let mut in_header = true;
+    let mut boundaries = 0usize;
+    let mut content_types = 0usize;
+    let mut at = 0usize;
+    for line in raw.split_inclusive(|&b| b == b'\n') {
+        let start = at;
+        at += line.len();
+        if in_header {
+            if line == b"\r\n" || line == b"\n" {
+                in_header = false;
+            } else if !matches!(line.first(), Some(b' ' | b'\t')) {
+                fields += 1;
+                if fields > limits.header_fields {
+                    return (&raw[..start], Some(ReasonCode::CapHeaderFields));
+                }
+            }
+        }
+        if line.starts_with(b"--") {
+            boundaries += 1;
+        } else if line.len() >= 13 && line[..13].eq_ignore_ascii_case(b"content-type:") {
+            content_types += 1;
+        }
+        if boundaries > limits.mime_parts || content_types > limits.mime_parts {
+            return (&raw[..start], Some(ReasonCode::CapMimeParts));
+        }
+    }
+    (raw, None)
+}
+
+fn from_message<E>(
+    msg: &Message<'_>,
+    limits: &ParseLimits,
+    keep: &mut dyn FnMut(&[u8]) -> Result<String, E>,
+) -> Result<ParsedMail, E> {
     let mut mail = ParsedMail {
         message_id: msg.message_id().and_then(clean_id),
-        in_reply_to: ids(msg.in_reply_to()),
-        references: ids(msg.references()),
         subject: msg.subject().map(clean_subject).unwrap_or_default(),
         ..ParsedMail::default()
     };
+    let (in_reply_to, cut_irt) = ids(msg.in_reply_to(), limits.reference_ids);
+    let (references, cut_refs) = ids(msg.references(), limits.reference_ids);
+    mail.in_reply_to = in_reply_to;
+    mail.references = references;
+    if cut_irt || cut_refs {
+        mail.reasons.push(ReasonCode::CapReferenceIds);
+    }
+    read_addresses(msg, &mut mail);
+    read_bodies(msg, limits, &mut mail);
+    read_attachments(msg, limits, keep, &mut mail)?;
+    read_robot_headers(msg, &mut mail);
+    if mail.message_id.is_none() {
+        mail.reasons.push(ReasonCode::ParseNoMessageId);
+    }
+    Ok(mail)
+}
+
+fn read_addresses(msg: &Message<'_>, mail: &mut ParsedMail) {
     if let Some(addr) = msg.from().and_then(|a| a.first()) {
-        mail.from = addr
-            .address()
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty());
-        mail.from_name = addr
-            .name()
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty());
+        mail.from = addr.address().and_then(short_text);
+        mail.from_name = addr.name().and_then(short_text);
     }
     mail.reply_to = msg
         .reply_to()
         .and_then(|a| a.first())
         .and_then(|a| a.address())
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty());
+        .and_then(short_text);
+}
 
-    // Bodies. mail-parser lists the HTML part among the text bodies when a
-    // message has no plain text alternative.
+/// The text bodies, at most `limits.text_bytes` of them in all: the
+/// classifier reads a window, not a 30 MB text. mail-parser lists the HTML
+/// part among the text bodies when a message has no plain alternative.
+fn read_bodies(msg: &Message<'_>, limits: &ParseLimits, mail: &mut ParsedMail) {
     let mut texts: Vec<String> = Vec::new();
     let mut news: Vec<String> = Vec::new();
     let mut saw_plain = false;
     let mut saw_html = false;
-    for part in msg.text_bodies() {
-        match &part.body {
+    let mut left = limits.text_bytes;
+    let mut cut = false;
+    for part in msg.text_bodies().take(limits.mime_parts) {
+        let text = match &part.body {
             PartType::Text(t) => {
                 saw_plain = true;
-                texts.push(t.to_string());
-                news.push(strip_quoted(t));
+                // Leading blank lines say nothing; the window starts after.
+                let (window, short) = prefix(t.trim_start(), left);
+                cut |= short;
+                news.push(strip_quoted(window));
+                window.to_string()
             }
             PartType::Html(h) => {
                 saw_html = true;
-                texts.push(html_to_text(h));
-                news.push(strip_quoted(&html_to_text(&remove_blockquotes(h))));
+                // Markup is several times the text it carries.
+                let (window, short) = prefix(h, left.saturating_mul(4));
+                let (text, short_text) = prefix_owned(html_to_text(window), left);
+                cut |= short || short_text;
+                news.push(strip_quoted(&html_to_text(&remove_blockquotes(window))));
+                text
             }
-            _ => {}
-        }
+            _ => continue,
+        };
+        left = left.saturating_sub(text.len());
+        texts.push(text);
     }
     mail.body = texts.join("\n");
     mail.new_text = news
@@ -139,8 +263,41 @@ fn from_message(msg: &Message<'_>) -> ParsedMail {
     if saw_html && !saw_plain {
         mail.reasons.push(ReasonCode::ParseHtmlOnly);
     }
+    if cut {
+        mail.reasons.push(ReasonCode::CapClassifyText);
+    }
+}
 
-    for part in msg.attachments() {
+/// At most `max` bytes of `s`, cut on a char boundary; and whether it cut.
+fn prefix(s: &str, max: usize) -> (&str, bool) {
+    if s.len() <= max {
+        return (s, false);
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    (&s[..end], true)
+}
+
+fn prefix_owned(mut s: String, max: usize) -> (String, bool) {
+    let (kept, cut) = prefix(&s, max);
+    let len = kept.len();
+    s.truncate(len);
+    (s, cut)
+}
+
+fn read_attachments<E>(
+    msg: &Message<'_>,
+    limits: &ParseLimits,
+    keep: &mut dyn FnMut(&[u8]) -> Result<String, E>,
+    mail: &mut ParsedMail,
+) -> Result<(), E> {
+    for (i, part) in msg.attachments().enumerate() {
+        if i >= limits.attachments {
+            mail.reasons.push(ReasonCode::CapAttachments);
+            break;
+        }
         let content_type = part
             .content_type()
             .map(|ct| match ct.subtype() {
@@ -154,16 +311,21 @@ fn from_message(msg: &Message<'_>) -> ParsedMail {
                 PartType::Html(_) => "text/html".to_string(),
                 _ => "application/octet-stream".to_string(),
             });
+        let contents = part.contents();
         mail.attachments.push(ParsedAttachment {
             name: part
                 .attachment_name()
                 .map(|s| s.trim().to_string())
                 .filter(|s| !s.is_empty()),
             content_type,
-            bytes: part.contents().to_vec(),
+            size: contents.len() as u64,
+            sha256: keep(contents)?,
         });
     }
+    Ok(())
+}
 
+fn read_robot_headers(msg: &Message<'_>, mail: &mut ParsedMail) {
     let header = |name: &str| -> Option<String> {
         let h = msg.header(name)?;
         let text: Cow<'_, str> = match h {
@@ -186,10 +348,6 @@ fn from_message(msg: &Message<'_>) -> ParsedMail {
         mail.auto_submitted.as_deref(),
         &mail.subject,
     );
-    if mail.message_id.is_none() {
-        mail.reasons.push(ReasonCode::ParseNoMessageId);
-    }
-    mail
 }
 
 /// Out-of-office detection. What is reliable:
@@ -213,24 +371,38 @@ fn detect_out_of_office(has_header: bool, auto_submitted: Option<&str>, subject:
     OOF_SUBJECT_PREFIXES.iter().any(|p| subject.starts_with(p))
 }
 
+/// Longest header line RFC 5322 allows; an id or address longer than that
+/// is not one, and would only make every ticket that keeps it larger.
+const MAX_FIELD_TEXT: usize = 998;
+
 fn clean_id(id: &str) -> Option<String> {
     let id = id
         .trim()
         .trim_start_matches('<')
         .trim_end_matches('>')
         .trim();
-    (!id.is_empty()).then(|| id.to_string())
+    (!id.is_empty() && id.len() <= MAX_FIELD_TEXT).then(|| id.to_string())
 }
 
-fn ids(value: &HeaderValue<'_>) -> Vec<String> {
-    let mut out = Vec::new();
+/// A header text we keep (an address, a display name), within bounds.
+fn short_text(s: &str) -> Option<String> {
+    let s = s.trim();
+    (!s.is_empty()).then(|| prefix(s, MAX_FIELD_TEXT).0.to_string())
+}
+
+/// The ids of a References / In-Reply-To field, each once, at most `cap`:
+/// the first (the thread's root) and the latest ones, as RFC 5322 §3.6.4
+/// suggests when trimming. Returns whether ids were dropped.
+fn ids(value: &HeaderValue<'_>, cap: usize) -> (Vec<String>, bool) {
+    let mut all = Vec::new();
+    let mut seen = HashSet::new();
     let mut push = |s: &str| {
         // A malformed header may hold several ids in one text.
         for piece in s.split(|c: char| c.is_whitespace() || c == ',') {
             if let Some(id) = clean_id(piece)
-                && !out.contains(&id)
+                && seen.insert(id.clone())
             {
-                out.push(id);
+                all.push(id);
             }
         }
     };
@@ -239,11 +411,27 @@ fn ids(value: &HeaderValue<'_>) -> Vec<String> {
         HeaderValue::TextList(l) => l.iter().for_each(|t| push(t)),
         _ => {}
     }
-    out
+    let cut = all.len() > cap;
+    (trim_ids(all, cap), cut)
+}
+
+fn trim_ids(mut all: Vec<String>, cap: usize) -> Vec<String> {
+    if all.len() <= cap {
+        return all;
+    }
+    if cap == 0 {
+        return Vec::new();
+    }
+    let latest = all.split_off(all.len() - (cap - 1));
+    all.truncate(1);
+    all.extend(latest);
+    all
 }
 
 fn clean_subject(s: &str) -> String {
-    // Unfolded and without control characters, so it is safe in a header.
+    // Unfolded and without control characters, so it is safe in a header;
+    // and of a size a subject has, whatever the field held.
+    let (s, _) = prefix(s, 4 * MAX_FIELD_TEXT);
     s.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect::<String>()
@@ -315,10 +503,13 @@ pub fn strip_quoted(text: &str) -> String {
     while kept.last().is_some_and(|l| l.trim().is_empty()) {
         kept.pop();
     }
-    while kept.first().is_some_and(|l| l.trim().is_empty()) {
-        kept.remove(0);
-    }
-    kept.join("\n")
+    // One cut, not one shift per leading blank line: a body of a million
+    // empty lines made this quadratic.
+    let first = kept
+        .iter()
+        .position(|l| !l.trim().is_empty())
+        .unwrap_or(kept.len());
+    kept[first..].join("\n")
 }
 
 fn is_cut_line(lines: &[&str], i: usize) -> bool {
@@ -384,7 +575,7 @@ fn is_cut_line(lines: &[&str], i: usize) -> bool {
 
 /// Best effort when mail-parser gives up: unfold the header block, pick the
 /// few headers we use, and keep the rest as the body.
-fn fallback(raw: &[u8]) -> ParsedMail {
+fn fallback(raw: &[u8], limits: &ParseLimits) -> ParsedMail {
     let text = String::from_utf8_lossy(raw);
     let text = text.replace('\0', " ");
     let (head, body) = match text
@@ -424,10 +615,7 @@ fn fallback(raw: &[u8]) -> ParsedMail {
             (Some(a), Some(b)) if a < b => from[a + 1..b].to_string(),
             _ => from.clone(),
         };
-        let addr = addr.trim().to_string();
-        if !addr.is_empty() {
-            mail.from = Some(addr);
-        }
+        mail.from = short_text(&addr);
     }
     mail.message_id = get("message-id").and_then(|v| clean_id(&v));
     let split_ids = |v: Option<String>| -> Vec<String> {
@@ -438,8 +626,13 @@ fn fallback(raw: &[u8]) -> ParsedMail {
         })
         .unwrap_or_default()
     };
-    mail.in_reply_to = split_ids(get("in-reply-to"));
-    mail.references = split_ids(get("references"));
+    let kept = |ids: Vec<String>| {
+        let mut seen = HashSet::new();
+        let unique: Vec<String> = ids.into_iter().filter(|i| seen.insert(i.clone())).collect();
+        trim_ids(unique, limits.reference_ids)
+    };
+    mail.in_reply_to = kept(split_ids(get("in-reply-to")));
+    mail.references = kept(split_ids(get("references")));
     mail.auto_submitted = get("auto-submitted").map(|s| s.to_lowercase());
     mail.precedence = get("precedence").map(|s| s.to_lowercase());
     mail.has_list_headers = get("list-id").is_some() || get("list-unsubscribe").is_some();
@@ -448,6 +641,10 @@ fn fallback(raw: &[u8]) -> ParsedMail {
         mail.auto_submitted.as_deref(),
         &mail.subject,
     );
+    let (body, cut) = prefix(body, limits.text_bytes);
+    if cut {
+        mail.reasons.push(ReasonCode::CapClassifyText);
+    }
     mail.body = body.to_string();
     mail.new_text = strip_quoted(body);
     if mail.message_id.is_none() {
@@ -609,10 +806,11 @@ mod tests {
         assert_eq!(m.attachments.len(), 2, "{:?}", m.attachments);
         assert_eq!(m.attachments[0].name.as_deref(), Some("schermata.png"));
         assert_eq!(m.attachments[0].content_type, "image/png");
-        assert_eq!(m.attachments[0].bytes, b"\x89PNG\r\n\x1a\n");
+        assert_eq!(m.attachments[0].sha256, sha256_hex(b"\x89PNG\r\n\x1a\n"));
+        assert_eq!(m.attachments[0].size, 8);
         assert_eq!(m.attachments[1].name.as_deref(), Some("fattura n° 12.pdf"));
         assert_eq!(m.attachments[1].content_type, "application/pdf");
-        assert_eq!(m.attachments[1].bytes, b"%PDF-1.4");
+        assert_eq!(m.attachments[1].sha256, sha256_hex(b"%PDF-1.4"));
     }
 
     #[test]
@@ -748,8 +946,10 @@ mod tests {
 
     #[test]
     fn unparseable_still_reads_what_it_can() {
-        let m =
-            fallback(b"Subject: =?UTF-8?Q?Contabilit=C3=A0?=\r\nFrom: X <x@y.it>\r\n\r\ncorpo\r\n");
+        let m = fallback(
+            b"Subject: =?UTF-8?Q?Contabilit=C3=A0?=\r\nFrom: X <x@y.it>\r\n\r\ncorpo\r\n",
+            &ParseLimits::default(),
+        );
         assert_eq!(m.subject, "Contabilità");
         assert_eq!(m.from.as_deref(), Some("x@y.it"));
         assert!(m.reasons.contains(&ReasonCode::ParseFailed));

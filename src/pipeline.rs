@@ -3,7 +3,10 @@
 //! next hop answered, the outbox. `prepare` runs before forwarding (so the
 //! ticket is on disk first), `settle` after.
 
+use std::ops::Range;
 use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::auth::{self, AuthVerdict};
 use crate::classify::{self, Classification};
@@ -11,12 +14,12 @@ use crate::config::HelpdeskConfig;
 use crate::forward::ClientInfo;
 use crate::lifecycle::{self, Followup, Helpdesks, Loaded};
 use crate::metrics::{METRICS, MessageKind};
-use crate::parse::{self, ParsedAttachment, ParsedMail};
+use crate::parse::{self, ParseLimits, ParsedAttachment, ParsedMail};
 use crate::reason::ReasonCode;
 use crate::route::{RoutedDesk, Routing};
 use crate::smtp::reply::Reply;
 use crate::spool::Spool;
-use crate::store::{Change, Outcome as StoreOutcome, StoreError};
+use crate::store::{Change, Outcome as StoreOutcome, StoreError, TicketStore};
 use crate::tag;
 use crate::ticket::{
     Action, AttachmentRecord, HistoryEntry, MessageRecord, ReplyKind, ReplyState, Status, Ticket,
@@ -74,12 +77,13 @@ impl Outcome {
 
 /// The message as it will leave, and what to do once the next hop answered.
 pub struct Prepared {
-    /// Replaces the first `skip` bytes of the message (our tags prepended,
-    /// forged tags removed); empty for mail that passes through.
+    /// Goes on top of the message (our tags); empty for mail that passes
+    /// through.
     pub head: Vec<u8>,
-    pub skip: u64,
-    /// The header fields we add, in order (what `head` starts with); the
-    /// milter asks the MTA to insert these instead.
+    /// Forged fields left out on the way (sorted byte ranges).
+    pub cuts: Vec<Range<u64>>,
+    /// The header fields we add, in order (what `head` holds); the milter
+    /// asks the MTA to insert these instead.
     pub added: Vec<(&'static str, String)>,
     pub outcome: Outcome,
 }
@@ -88,17 +92,31 @@ impl Prepared {
     pub fn pass_through() -> Prepared {
         Prepared {
             head: Vec::new(),
-            skip: 0,
+            cuts: Vec::new(),
             added: Vec::new(),
             outcome: Outcome::default(),
         }
     }
 }
 
+/// What parsing left for the later stages: the raw bytes (DKIM needs
+/// them), held only until authentication is done.
+struct Read {
+    bytes: Arc<Vec<u8>>,
+    mail: ParsedMail,
+    raw_sha256: String,
+    _budget: OwnedSemaphorePermit,
+}
+
 /// Without helpdesks (`None`), every message passes through untouched.
 pub struct Pipeline {
     desks: Option<Arc<Helpdesks>>,
+    /// KiB of messages being parsed (`limits.parse_memory_bytes`).
+    parse_budget: Arc<Semaphore>,
 }
+
+/// The budget is counted in KiB so that a semaphore's u32 permits cover it.
+const BUDGET_UNIT: usize = 1024;
 
 fn store_unavailable() -> Reply {
     Reply::new(451, "4.3.0", "Ticket store unavailable, try again later")
@@ -110,11 +128,22 @@ fn local_error() -> Reply {
 
 impl Pipeline {
     pub fn pass_through() -> Pipeline {
-        Pipeline { desks: None }
+        Pipeline {
+            desks: None,
+            parse_budget: Arc::new(Semaphore::new(0)),
+        }
     }
 
     pub fn new(desks: Arc<Helpdesks>) -> Pipeline {
-        Pipeline { desks: Some(desks) }
+        let units = desks
+            .config()
+            .limits
+            .parse_memory_bytes
+            .div_ceil(BUDGET_UNIT);
+        Pipeline {
+            desks: Some(desks),
+            parse_budget: Arc::new(Semaphore::new(units.min(u32::MAX as usize))),
+        }
     }
 
     /// Whether any of these recipients is a helpdesk address: the rest of
@@ -137,46 +166,30 @@ impl Pipeline {
             return Ok(Prepared::pass_through());
         }
         let config = desks.config();
-        let local = |e: std::io::Error| {
-            tracing::error!(session = envelope.session, error = %e, "cannot read the spool");
-            local_error()
-        };
-        let (bytes, complete) = match spool
-            .read_all(config.limits.max_parse_bytes)
+        let cuts = scan_header(spool, &config.server.hostname)
             .await
-            .map_err(local)?
-        {
-            Some(all) => (all, true),
-            None => (spool.head(256 * 1024).await.map_err(local)?, false),
-        };
-        // Parsing a large message takes a while: keep it off the threads
-        // that serve the sessions.
-        let (bytes, mut mail) = tokio::task::spawn_blocking(move || {
-            let mail = parse::parse(&bytes);
-            (bytes, mail)
-        })
-        .await
-        .map_err(|e| {
-            tracing::error!(session = envelope.session, error = %e, "parser task failed");
-            local_error()
-        })?;
-        if !complete {
-            mail.reasons.push(ReasonCode::ParseTooLarge);
+            .map_err(|e| spool_error(envelope, e))?;
+        if cuts.too_many {
+            return Err(Reply::new(
+                554,
+                "5.6.0",
+                "Too many forged X-Ticketgate or Authentication-Results fields",
+            ));
         }
-        // Shared with the blob writer rather than copied: up to
-        // max_parse_bytes per message.
-        let bytes = Arc::new(bytes);
+        let Read {
+            bytes,
+            mut mail,
+            raw_sha256,
+            _budget,
+        } = self.read_and_parse(desks, envelope, spool).await?;
         let verdict = auth::verify(config, desks.authenticator(), envelope, &bytes).await;
+        // The raw bytes and the parse budget are not needed past here.
+        drop((bytes, _budget));
         if config.server.shadow {
             log_shadow(&loaded, envelope, &mail, &routing);
             return Ok(Prepared::pass_through());
         }
-        let raw_sha256 = if complete {
-            store_blob(desks, bytes.clone()).await?
-        } else {
-            String::new()
-        };
-        let attachments = store_attachments(desks, std::mem::take(&mut mail.attachments)).await?;
+        let attachments = attachment_records(std::mem::take(&mut mail.attachments));
         let mut outcome = Outcome {
             message_id: mail.message_id.clone(),
             tickets: Vec::new(),
@@ -201,18 +214,106 @@ impl Pipeline {
             "Authentication-Results",
             verdict.header_value(&config.server.hostname),
         ));
-        let rewrite = tag::rewrite(&bytes, &headers);
-        if rewrite.removed_forged > 0 {
-            for t in &mut outcome.tickets {
+        for t in &mut outcome.tickets {
+            if cuts.forged_tags > 0 {
                 t.reasons.push(ReasonCode::ForgedHeaderRemoved);
+            }
+            if cuts.forged_auth_results > 0 {
+                t.reasons.push(ReasonCode::ForgedAuthResultsRemoved);
             }
         }
         Ok(Prepared {
-            head: rewrite.head,
-            skip: rewrite.skip,
+            head: tag::header_block(&headers),
+            cuts: cuts.cuts,
             added: headers,
             outcome,
         })
+    }
+
+    /// Waits for a share of the parse budget, reads the message (or its
+    /// first part when it is over `max_parse_bytes`) and parses it off the
+    /// session threads; attachments and the raw message are stored as
+    /// blobs straight from the parsed message, without copies.
+    async fn read_and_parse(
+        &self,
+        desks: &Arc<Helpdesks>,
+        envelope: &Envelope<'_>,
+        spool: &Spool,
+    ) -> Result<Read, Reply> {
+        let config = desks.config();
+        let max = config.limits.max_parse_bytes;
+        let complete = spool.len() <= max as u64;
+        let want = if complete {
+            spool.len() as usize
+        } else {
+            HEAD_BYTES
+        };
+        let budget = self.parse_slot(envelope, want, config).await?;
+        let bytes = match complete {
+            true => spool.read_all(max).await,
+            false => spool.head(HEAD_BYTES).await.map(Some),
+        };
+        let bytes = bytes
+            .map_err(|e| spool_error(envelope, e))?
+            .unwrap_or_default();
+        let bytes = Arc::new(bytes);
+        let limits = ParseLimits::from(&config.limits);
+        let store = (!config.server.shadow).then(|| desks.store().clone());
+        let raw = bytes.clone();
+        let parsed =
+            tokio::task::spawn_blocking(move || parse_and_keep(&raw, &limits, store, complete))
+                .await;
+        let (mut mail, raw_sha256) = match parsed {
+            Ok(Ok(done)) => done,
+            Ok(Err(e)) => {
+                tracing::error!(session = envelope.session, error = %e, "cannot write a blob");
+                return Err(store_unavailable());
+            }
+            Err(e) => {
+                tracing::error!(session = envelope.session, error = %e, "parser task failed");
+                return Err(local_error());
+            }
+        };
+        if !complete {
+            mail.reasons.push(ReasonCode::ParseTooLarge);
+        }
+        Ok(Read {
+            bytes,
+            mail,
+            raw_sha256,
+            _budget: budget,
+        })
+    }
+
+    /// A share of the parse budget for `bytes` of message. Waiting longer
+    /// than the data timeout answers `451`: the client would give up on
+    /// us anyway, and the next attempt may find the budget free.
+    async fn parse_slot(
+        &self,
+        envelope: &Envelope<'_>,
+        bytes: usize,
+        config: &crate::config::Config,
+    ) -> Result<OwnedSemaphorePermit, Reply> {
+        let units = bytes.div_ceil(BUDGET_UNIT).max(MIN_BUDGET_UNITS);
+        let total = config.limits.parse_memory_bytes.div_ceil(BUDGET_UNIT);
+        let units = units.min(total).min(u32::MAX as usize) as u32;
+        let wait = self.parse_budget.clone().acquire_many_owned(units);
+        match tokio::time::timeout(config.limits.data_timeout(), wait).await {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_)) => Err(local_error()),
+            Err(_) => {
+                tracing::warn!(
+                    session = envelope.session,
+                    bytes,
+                    "no parse slot within the data timeout"
+                );
+                Err(Reply::new(
+                    451,
+                    "4.3.2",
+                    "Too many messages being processed, try again later",
+                ))
+            }
+        }
     }
 
     /// Opens or updates this helpdesk's ticket, durably.
@@ -242,11 +343,13 @@ impl Pipeline {
                     reply_to,
                     suppressed,
                 };
+                let caps = TicketCaps::from(&desks.config().limits);
                 Change::Update {
                     id: f.ticket_id.clone(),
                     dedupe_key,
                     apply: Box::new(move |t: &mut Ticket| {
                         lifecycle::apply_followup(t, followup_input);
+                        caps.enforce(t);
                         Ok(())
                     }),
                 }
@@ -299,6 +402,52 @@ impl Pipeline {
             }
         }
         hop_reply.clone()
+    }
+}
+
+/// What one ticket keeps: every change rewrites the whole ticket, so a
+/// ticket that grew without bound would make each follow-up dearer.
+#[derive(Debug, Clone, Copy)]
+struct TicketCaps {
+    messages: usize,
+    attachments: usize,
+}
+
+impl From<&crate::config::LimitsConfig> for TicketCaps {
+    fn from(l: &crate::config::LimitsConfig) -> Self {
+        TicketCaps {
+            messages: l.max_messages_per_ticket,
+            attachments: l.max_attachments_per_ticket,
+        }
+    }
+}
+
+impl TicketCaps {
+    /// Applied after a follow-up was appended: past the caps the newest
+    /// message record (or its attachment list) is not kept, and the
+    /// ticket says so once. The message itself is still forwarded, and its
+    /// command, if any, has been applied.
+    fn enforce(&self, t: &mut Ticket) {
+        let note = |t: &mut Ticket, reason: ReasonCode| {
+            if !t.reasons.contains(&reason) {
+                t.reasons.push(reason);
+            }
+        };
+        if t.messages.len() > self.messages {
+            t.messages.truncate(self.messages);
+            note(t, ReasonCode::CapTicketMessages);
+        }
+        let total: usize = t.messages.iter().map(|m| m.attachments.len()).sum();
+        if total > self.attachments
+            && let Some(newest) = t.messages.last_mut()
+        {
+            let keep = newest
+                .attachments
+                .len()
+                .saturating_sub(total - self.attachments);
+            newest.attachments.truncate(keep);
+            note(t, ReasonCode::CapTicketAttachments);
+        }
     }
 }
 
@@ -501,38 +650,65 @@ fn store_failure(envelope: &Envelope<'_>, e: StoreError) -> Reply {
     store_unavailable()
 }
 
-async fn store_blob(desks: &Arc<Helpdesks>, bytes: Arc<Vec<u8>>) -> Result<String, Reply> {
-    let store = desks.store().clone();
-    match tokio::task::spawn_blocking(move || store.put_blob(&bytes)).await {
-        Ok(Ok(sha)) => Ok(sha),
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "cannot write a blob");
-            Err(store_unavailable())
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "blob writer task failed");
-            Err(store_unavailable())
-        }
-    }
+/// What one message takes of the parse budget at least: the parser's own
+/// structures cost something even for a tiny message.
+const MIN_BUDGET_UNITS: usize = 64;
+
+/// Bytes read of a message over `max_parse_bytes`: enough for its
+/// headers, which are what it is ticketed from.
+const HEAD_BYTES: usize = 256 * 1024;
+
+/// Parses `raw` within `limits`; with a store, keeps each attachment and
+/// (for a message read whole) the raw message as blobs. Runs on a blocking
+/// thread: the blob writes are synchronous.
+fn parse_and_keep(
+    raw: &[u8],
+    limits: &ParseLimits,
+    store: Option<TicketStore>,
+    complete: bool,
+) -> Result<(ParsedMail, String), StoreError> {
+    let Some(store) = store else {
+        return Ok((
+            parse::parse_with(raw, limits, &mut |b| Ok(parse::sha256_hex(b)))?,
+            String::new(),
+        ));
+    };
+    let mail = parse::parse_with(raw, limits, &mut |b| store.put_blob(b))?;
+    let raw_sha256 = if complete {
+        store.put_blob(raw)?
+    } else {
+        String::new()
+    };
+    Ok((mail, raw_sha256))
 }
 
-/// Stores the attachments as blobs; they are not needed in memory after.
-async fn store_attachments(
-    desks: &Arc<Helpdesks>,
-    attachments: Vec<ParsedAttachment>,
-) -> Result<Vec<AttachmentRecord>, Reply> {
-    let mut records = Vec::with_capacity(attachments.len());
-    for a in attachments {
-        let size = a.bytes.len() as u64;
-        let sha256 = store_blob(desks, Arc::new(a.bytes)).await?;
-        records.push(AttachmentRecord {
+fn attachment_records(attachments: Vec<ParsedAttachment>) -> Vec<AttachmentRecord> {
+    attachments
+        .into_iter()
+        .map(|a| AttachmentRecord {
             name: a.name,
             content_type: a.content_type,
-            size,
-            sha256,
-        });
+            size: a.size,
+            sha256: a.sha256,
+        })
+        .collect()
+}
+
+/// The forged fields of the header section, read from the spool in chunks
+/// whatever its size.
+async fn scan_header(spool: &Spool, authserv_id: &str) -> std::io::Result<tag::HeaderCuts> {
+    let mut scanner = tag::HeaderScanner::new(authserv_id);
+    let mut reader = spool.reader().await?;
+    let mut chunk = Vec::new();
+    while !scanner.is_done() && reader.next_chunk(&mut chunk).await? > 0 {
+        scanner.feed(&chunk);
     }
-    Ok(records)
+    Ok(scanner.finish())
+}
+
+fn spool_error(envelope: &Envelope<'_>, e: std::io::Error) -> Reply {
+    tracing::error!(session = envelope.session, error = %e, "cannot read the spool");
+    local_error()
 }
 
 fn log_shadow(loaded: &Loaded, envelope: &Envelope<'_>, mail: &ParsedMail, routing: &Routing) {

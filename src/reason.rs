@@ -72,6 +72,16 @@ reasons! {
     AuthDkimFail => "auth.dkim_fail",
     AuthTempError => "auth.temperror",
     Shadow => "shadow",
+    // issue 18: caps on what one message can make us do, and our own
+    // Authentication-Results removed from incoming mail.
+    CapHeaderFields => "cap.header_fields",
+    CapMimeParts => "cap.mime_parts",
+    CapAttachments => "cap.attachments",
+    CapReferenceIds => "cap.reference_ids",
+    CapClassifyText => "cap.classify_text",
+    CapTicketMessages => "cap.ticket_messages",
+    CapTicketAttachments => "cap.ticket_attachments",
+    ForgedAuthResultsRemoved => "tag.forged_auth_results_removed",
 }
 
 impl std::fmt::Display for ReasonCode {

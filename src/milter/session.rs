@@ -46,10 +46,15 @@ struct Message {
     from: String,
     rcpts: Vec<String>,
     handling: Handling,
-    /// Names of the `X-Ticketgate-*` fields that came with the message, in
-    /// order: they are removed when we tag it.
-    forged: Vec<String>,
+    /// Fields to remove when we tag the message, with their index among
+    /// the fields of that name (what SMFIR_CHGHEADER counts): forged
+    /// `X-Ticketgate-*` fields, and `Authentication-Results` fields that
+    /// carry our authserv-id.
+    forged: Vec<(String, u32)>,
     forged_bytes: usize,
+    /// Occurrences so far of each field name in `forged`, and of
+    /// `Authentication-Results`, lowercased.
+    seen: HashMap<String, u32>,
     size: u64,
     /// `SIZE=` of MAIL: all we learn of the size of mail we accept unseen.
     declared_size: Option<u64>,
@@ -79,12 +84,24 @@ impl Message {
         }
     }
 
-    fn note_forged(&mut self, name: &str) {
-        if self.forged_bytes + name.len() <= MAX_FORGED_BYTES {
-            self.forged_bytes += name.len();
-            self.forged.push(name.to_string());
-        } else {
+    /// Looks at one header field: ours forged, or an
+    /// `Authentication-Results` claiming `authserv_id`, is noted for removal.
+    fn note_header(&mut self, name: &str, value: &[u8], authserv_id: &str) {
+        let ours = tag::is_our_name(name);
+        let auth_results = name.eq_ignore_ascii_case("authentication-results");
+        if !ours && !auth_results {
+            return;
+        }
+        if self.forged_bytes + name.len() > MAX_FORGED_BYTES {
             self.over_limits = true;
+            return;
+        }
+        let index = self.seen.entry(name.to_ascii_lowercase()).or_insert(0);
+        *index += 1;
+        let index = *index;
+        if ours || tag::claims_authserv_id(value, authserv_id, true) {
+            self.forged_bytes += name.len();
+            self.forged.push((name.to_string(), index));
         }
     }
 
@@ -95,6 +112,7 @@ impl Message {
             handling: Handling::Undecided,
             forged: Vec::new(),
             forged_bytes: 0,
+            seen: HashMap::new(),
             size: 0,
             declared_size: None,
             too_large: false,
@@ -257,9 +275,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MilterSession<S> {
             }
             Command::Data => self.respond_to_content(),
             Command::Header { name, value } => {
-                if tag::is_our_name(&name) {
-                    self.message_mut().note_forged(&name);
-                }
+                let authserv_id = self.shared.config.server.hostname.clone();
+                self.message_mut().note_header(&name, &value, &authserv_id);
                 self.collect(&header_bytes(&name, &value)).await;
                 self.respond_to_content();
             }
@@ -529,29 +546,20 @@ fn verdict_accept() -> Reply {
     Reply::new(250, "2.0.0", "Milter verdict: accept")
 }
 
-/// The header edits for a tagged message: forged `X-Ticketgate-*` fields
-/// deleted (last first, so no deletion moves the index of another), then
-/// ours inserted at the top in their order.
-fn header_edits(prepared: &Prepared, forged: &[String]) -> Vec<Response> {
+/// The header edits for a tagged message: forged fields deleted (last
+/// first, so no deletion moves the index of another), then ours inserted
+/// at the top in their order.
+fn header_edits(prepared: &Prepared, forged: &[(String, u32)]) -> Vec<Response> {
     if prepared.added.is_empty() {
         // Passed through (shadow mode, or no longer a helpdesk after a
         // reload): untouched, like in the SMTP modes.
         return vec![];
     }
     let mut edits = Vec::new();
-    let mut seen: HashMap<String, u32> = HashMap::new();
-    let indexed: Vec<(String, u32)> = forged
-        .iter()
-        .map(|name| {
-            let n = seen.entry(name.to_ascii_lowercase()).or_insert(0);
-            *n += 1;
-            (name.clone(), *n)
-        })
-        .collect();
-    for (name, index) in indexed.into_iter().rev() {
+    for (name, index) in forged.iter().rev() {
         edits.push(Response::ChangeHeader {
-            index,
-            name,
+            index: *index,
+            name: name.clone(),
             value: String::new(),
         });
     }
@@ -636,11 +644,17 @@ mod tests {
             ("X-Ticketgate-Ticket", "PP-2026-1".into()),
             ("Authentication-Results", "gate; none".into()),
         ];
-        let forged = vec![
-            "X-Ticketgate-Ticket".to_string(),
-            "x-ticketgate-ticket".to_string(),
-            "X-Ticketgate-Action".to_string(),
-        ];
+        let mut message = Message::new(String::new());
+        for (name, value) in [
+            ("X-Ticketgate-Ticket", "PP-2026-999999"),
+            ("Authentication-Results", "other.example; spf=pass"),
+            ("x-ticketgate-ticket", "x"),
+            ("Authentication-Results", " (c) GATE; dkim=pass"),
+            ("X-Ticketgate-Action", "closed"),
+        ] {
+            message.note_header(name, value.as_bytes(), "gate");
+        }
+        let forged = message.forged;
         let edits = header_edits(&prepared, &forged);
         let change = |index, name: &str| Response::ChangeHeader {
             index,
@@ -656,6 +670,7 @@ mod tests {
             edits,
             vec![
                 change(1, "X-Ticketgate-Action"),
+                change(2, "Authentication-Results"),
                 change(2, "x-ticketgate-ticket"),
                 change(1, "X-Ticketgate-Ticket"),
                 insert("Authentication-Results", "gate; none"),
