@@ -78,6 +78,10 @@ pub struct ServerConfig {
     /// Classify and log only; change nothing in the message or the store.
     #[serde(default)]
     pub shadow: bool,
+    /// Like Postfix's `recipient_delimiter`: each char separates a local
+    /// part from its extension (`nuovocaso+urgente@` is `nuovocaso@`).
+    #[serde(default)]
+    pub recipient_delimiter: String,
 }
 
 fn default_hostname() -> String {
@@ -138,8 +142,12 @@ pub struct LimitsConfig {
     pub max_connections: usize,
     /// Wait for one command line.
     pub command_timeout_secs: u64,
-    /// Wait for each chunk of DATA.
+    /// DATA's starting budget; each chunk received adds
+    /// `bytes / min_data_rate` seconds to it, each wait takes its time off
+    /// (Postfix's smtpd_per_request_deadline with smtpd_min_data_rate).
     pub data_timeout_secs: u64,
+    /// Bytes per second a client must keep up in DATA.
+    pub min_data_rate: u64,
     /// Whole-session ceiling, whatever the client does.
     pub session_timeout_secs: u64,
     /// Connect and each reply of the next hop.
@@ -150,6 +158,31 @@ pub struct LimitsConfig {
     pub spool_memory_bytes: usize,
     /// Messages larger than this are forwarded but not parsed for a ticket.
     pub max_parse_bytes: usize,
+    /// Bytes of messages being parsed at one time (a parse takes about
+    /// two to three times its size in memory); others wait their turn, and
+    /// one that waits longer than `data_timeout_secs` gets `451`. At least
+    /// `max_parse_bytes`.
+    pub parse_memory_bytes: usize,
+    /// MIME parts looked at in one message (bodies and attachments).
+    pub max_mime_parts: usize,
+    /// Attachments of one message kept with the ticket.
+    pub max_attachments_per_message: usize,
+    /// Header fields of one message looked at.
+    pub max_header_fields: usize,
+    /// Ids kept from References and In-Reply-To.
+    pub max_reference_ids: usize,
+    /// Decoded text of one message (subject excluded) the classifier reads.
+    pub max_classify_bytes: usize,
+    /// Messages and attachments one ticket keeps; later ones are logged
+    /// on the ticket's history only.
+    pub max_messages_per_ticket: usize,
+    pub max_attachments_per_ticket: usize,
+    /// Share of `max_connections` in use above which idle clients get
+    /// `stress_idle_timeout_secs` instead of `command_timeout_secs`, and a
+    /// new client at the limit takes the slot of the longest idle one
+    /// (Postfix's stress mode).
+    pub stress_threshold_percent: u8,
+    pub stress_idle_timeout_secs: u64,
 }
 
 impl Default for LimitsConfig {
@@ -160,11 +193,22 @@ impl Default for LimitsConfig {
             max_connections: 200,
             command_timeout_secs: 300,
             data_timeout_secs: 180,
+            min_data_rate: 500,
             session_timeout_secs: 1800,
             next_hop_timeout_secs: 120,
             shutdown_grace_secs: 30,
             spool_memory_bytes: 1024 * 1024,
             max_parse_bytes: 32 * 1024 * 1024,
+            parse_memory_bytes: 48 * 1024 * 1024,
+            max_mime_parts: 1000,
+            max_attachments_per_message: 100,
+            max_header_fields: 1000,
+            max_reference_ids: 100,
+            max_classify_bytes: 64 * 1024,
+            max_messages_per_ticket: 1000,
+            max_attachments_per_ticket: 1000,
+            stress_threshold_percent: 70,
+            stress_idle_timeout_secs: 10,
         }
     }
 }
@@ -184,6 +228,9 @@ impl LimitsConfig {
     }
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
+    }
+    pub fn stress_idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.stress_idle_timeout_secs)
     }
 }
 

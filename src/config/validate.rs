@@ -18,12 +18,54 @@ pub fn validate(file: &Path, config: &Config) -> Result<(), ConfigError> {
         ("limits.max_connections", limits.max_connections as u64),
         ("limits.command_timeout_secs", limits.command_timeout_secs),
         ("limits.data_timeout_secs", limits.data_timeout_secs),
+        ("limits.min_data_rate", limits.min_data_rate),
         ("limits.session_timeout_secs", limits.session_timeout_secs),
         ("limits.next_hop_timeout_secs", limits.next_hop_timeout_secs),
+        ("limits.max_mime_parts", limits.max_mime_parts as u64),
+        ("limits.max_header_fields", limits.max_header_fields as u64),
+        (
+            "limits.max_classify_bytes",
+            limits.max_classify_bytes as u64,
+        ),
+        (
+            "limits.max_messages_per_ticket",
+            limits.max_messages_per_ticket as u64,
+        ),
+        (
+            "limits.stress_idle_timeout_secs",
+            limits.stress_idle_timeout_secs,
+        ),
     ] {
         if value == 0 {
             return Err(invalid(key.into(), "must be greater than 0".into()));
         }
+    }
+
+    if limits.parse_memory_bytes < limits.max_parse_bytes {
+        return Err(invalid(
+            "limits.parse_memory_bytes".into(),
+            format!(
+                "must be at least limits.max_parse_bytes ({}), or a message that size could never be parsed",
+                limits.max_parse_bytes
+            ),
+        ));
+    }
+    if !(1..=100).contains(&limits.stress_threshold_percent) {
+        return Err(invalid(
+            "limits.stress_threshold_percent".into(),
+            "must be between 1 and 100".into(),
+        ));
+    }
+    if let Some(c) = config
+        .server
+        .recipient_delimiter
+        .chars()
+        .find(|c| c.is_whitespace() || *c == '@' || *c == '"')
+    {
+        return Err(invalid(
+            "server.recipient_delimiter".into(),
+            format!("{c:?} cannot separate an address extension"),
+        ));
     }
 
     let milter = &config.milter;

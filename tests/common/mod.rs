@@ -22,6 +22,10 @@ pub struct Received {
     pub rcpts: Vec<String>,
     pub data: Vec<u8>,
     pub xforward: Vec<String>,
+    /// The MAIL and RCPT command lines exactly as the sink read them
+    /// (without CRLF).
+    pub mail_line: String,
+    pub rcpt_lines: Vec<String>,
 }
 
 /// How the sink answers.
@@ -38,6 +42,7 @@ pub struct SinkBehaviour {
     /// Wait this long before answering the end of data.
     pub data_delay: Option<Duration>,
     pub advertise_xforward: bool,
+    pub advertise_dsn: bool,
 }
 
 #[derive(Clone)]
@@ -83,6 +88,8 @@ impl Sink {
         let mut from = String::new();
         let mut rcpts = Vec::new();
         let mut xforward = Vec::new();
+        let mut mail_line = String::new();
+        let mut rcpt_lines = Vec::new();
         loop {
             let mut line = String::new();
             if r.read_line(&mut line).await? == 0 {
@@ -97,6 +104,9 @@ impl Sink {
                 if b.advertise_xforward {
                     caps.push_str("250-XFORWARD NAME ADDR PROTO HELO\r\n");
                 }
+                if b.advertise_dsn {
+                    caps.push_str("250-DSN\r\n");
+                }
                 caps.push_str("250 ENHANCEDSTATUSCODES\r\n");
                 w.write_all(caps.as_bytes()).await?;
             } else if upper.starts_with("XFORWARD") {
@@ -104,7 +114,9 @@ impl Sink {
                 w.write_all(b"250 2.0.0 Ok\r\n").await?;
             } else if upper.starts_with("MAIL FROM:") {
                 from = addr_of(&line);
+                mail_line = line.trim_end().to_string();
                 rcpts.clear();
+                rcpt_lines.clear();
                 w.write_all(b"250 2.1.0 Ok\r\n").await?;
             } else if upper.starts_with("RCPT TO:") {
                 let to = addr_of(&line);
@@ -113,6 +125,7 @@ impl Sink {
                     Some((_, reply)) => w.write_all(format!("{reply}\r\n").as_bytes()).await?,
                     None => {
                         rcpts.push(to);
+                        rcpt_lines.push(line.trim_end().to_string());
                         w.write_all(b"250 2.1.5 Ok\r\n").await?
                     }
                 }
@@ -154,12 +167,15 @@ impl Sink {
                             rcpts: rcpts.clone(),
                             data,
                             xforward: xforward.clone(),
+                            mail_line: mail_line.clone(),
+                            rcpt_lines: rcpt_lines.clone(),
                         });
                         w.write_all(b"250 2.0.0 Ok: queued as SINK1\r\n").await?
                     }
                 }
             } else if upper.starts_with("RSET") {
                 rcpts.clear();
+                rcpt_lines.clear();
                 w.write_all(b"250 2.0.0 Ok\r\n").await?;
             } else if upper.starts_with("QUIT") {
                 w.write_all(b"221 2.0.0 Bye\r\n").await?;
@@ -322,6 +338,12 @@ impl Client {
             "expected {code}, got {reply:?}"
         );
         reply
+    }
+
+    /// Sends bytes; an error when the server has closed the connection.
+    pub async fn send_checked(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.w.write_all(bytes).await?;
+        self.w.flush().await
     }
 
     pub async fn send(&mut self, bytes: &[u8]) {
