@@ -72,6 +72,16 @@ reasons! {
     AuthDkimFail => "auth.dkim_fail",
     AuthTempError => "auth.temperror",
     Shadow => "shadow",
+    // issue 17
+    ReplyCancelledRefused => "reply.cancelled_refused",
+    ReplyCancelledUndelivered => "reply.cancelled_undelivered",
+    ReplyCancelledVoid => "reply.cancelled_void",
+    ReplyFailedAttempts => "reply.failed_attempts",
+    ReplyFailedRelayRefused => "reply.failed_relay_refused",
+    TicketVoidRefused => "ticket.void_refused",
+    TicketVoidUndelivered => "ticket.void_undelivered",
+    TicketRevived => "ticket.revived",
+    NoticeSuppressed => "notice.suppressed",
 }
 
 impl std::fmt::Display for ReasonCode {
