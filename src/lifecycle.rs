@@ -347,7 +347,10 @@ impl Helpdesks {
         let this = self.clone();
         let apply = move |t: &mut Ticket| {
             // Its mail never reached the helpdesk: not a case to work on.
-            refuse_if(t.status == Status::Void, "the ticket is void (its mail was never delivered)")?;
+            refuse_if(
+                t.status == Status::Void,
+                "the ticket is void (its mail was never delivered)",
+            )?;
             this.apply_command(&desk, t, &by, command)
         };
         let change = Change::Update {

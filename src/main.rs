@@ -193,7 +193,10 @@ async fn run(config: Config, config_path: PathBuf) -> Result<(), String> {
     // No session runs yet: every spool file is a leftover of a kill.
     let leftovers = ticketgate::spool::remove_leftovers(&data_dir.join("spool"));
     if leftovers > 0 {
-        tracing::info!(files = leftovers, "removed spool files left by an earlier run");
+        tracing::info!(
+            files = leftovers,
+            "removed spool files left by an earlier run"
+        );
     }
     let store = TicketStore::open(&data_dir)
         .map_err(|e| format!("ticket store in {}: {e}", data_dir.display()))?;

@@ -286,9 +286,7 @@ impl Pipeline {
             if record_one(desks, t, verdict).await.is_err() {
                 // The next hop has the message: a 451 now would make it a
                 // duplicate there. The sweep records the answer later.
-                desks
-                    .outbox()
-                    .record_later(&t.ticket, &t.identity, verdict);
+                desks.outbox().record_later(&t.ticket, &t.identity, verdict);
             }
         }
         hop_reply.clone()

@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::outbox::limit::RateLimiter;
-use crate::store::Change;
 use crate::reason::ReasonCode;
+use crate::store::Change;
 use crate::ticket::{
     HistoryEntry, Refusal, ReplyRecord, ReplyState, Status, Ticket, Timestamp, VoidRecord,
 };
@@ -116,7 +116,11 @@ pub fn settle_leftovers(
         }
     }
     let expired = |m: &crate::ticket::MessageRecord| m.received() + horizon <= now;
-    let overdue: Vec<bool> = t.messages.iter().map(|m| !m.delivered && expired(m)).collect();
+    let overdue: Vec<bool> = t
+        .messages
+        .iter()
+        .map(|m| !m.delivered && expired(m))
+        .collect();
     cancel_held(
         t,
         |i| i.is_none_or(|i| overdue[i]),
@@ -153,10 +157,9 @@ pub fn next_check(t: &Ticket, horizon: Duration) -> Option<Timestamp> {
 /// the mail that opened it must not be answered (RFC 3834), the same rule
 /// as for its confirmation.
 pub fn notice_suppression(t: &Ticket) -> Option<ReasonCode> {
-    t.reasons
-        .iter()
-        .copied()
-        .find(|r| r.as_str().starts_with("reply.suppressed_") && *r != ReasonCode::ReplySuppressedRateLimit)
+    t.reasons.iter().copied().find(|r| {
+        r.as_str().starts_with("reply.suppressed_") && *r != ReasonCode::ReplySuppressedRateLimit
+    })
 }
 
 /// The message record whose delivery releases this reply: the one it
@@ -266,7 +269,11 @@ fn revive(t: &mut Ticket, now: Timestamp) {
     if !t.reasons.contains(&ReasonCode::TicketRevived) {
         t.reasons.push(ReasonCode::TicketRevived);
     }
-    push_event(t, now, format!("revived: a retry was delivered ({})", v.reason));
+    push_event(
+        t,
+        now,
+        format!("revived: a retry was delivered ({})", v.reason),
+    );
 }
 
 fn push_event(t: &mut Ticket, now: Timestamp, event: String) {
@@ -361,7 +368,10 @@ mod tests {
         t.status = Status::Suspended;
         settle_delivery(&mut t, "m1", HopVerdict::of(550), &limiter, now);
         assert_eq!(t.status, Status::Void);
-        assert_eq!(t.void.as_ref().unwrap().reason, ReasonCode::TicketVoidRefused);
+        assert_eq!(
+            t.void.as_ref().unwrap().reason,
+            ReasonCode::TicketVoidRefused
+        );
         assert_eq!(next_check(&t, HOUR), None, "nothing left to settle");
         settle_delivery(&mut t, "m1", HopVerdict::Accepted, &limiter, now);
         assert_eq!(t.status, Status::Suspended);
@@ -378,8 +388,14 @@ mod tests {
         assert_eq!(next_check(&t, HOUR), Some(at("2026-12-01T11:00:00Z")));
         let late = at("2026-12-01T11:00:00Z");
         assert!(settle_leftovers(&mut t, &limiter, late, HOUR));
-        assert_eq!(t.replies[0].reason, Some(ReasonCode::ReplyCancelledUndelivered));
-        assert_eq!(t.void.as_ref().unwrap().reason, ReasonCode::TicketVoidUndelivered);
+        assert_eq!(
+            t.replies[0].reason,
+            Some(ReasonCode::ReplyCancelledUndelivered)
+        );
+        assert_eq!(
+            t.void.as_ref().unwrap().reason,
+            ReasonCode::TicketVoidUndelivered
+        );
     }
 
     #[test]
@@ -394,7 +410,10 @@ mod tests {
         assert_eq!(first.replies[0].state, ReplyState::Queued);
         assert!(settle_leftovers(&mut second, &limiter, now, HOUR));
         assert_eq!(second.replies[0].state, ReplyState::Cancelled);
-        assert_eq!(second.replies[0].reason, Some(ReasonCode::ReplySuppressedRateLimit));
+        assert_eq!(
+            second.replies[0].reason,
+            Some(ReasonCode::ReplySuppressedRateLimit)
+        );
         assert_eq!(next_check(&second, HOUR), None);
     }
 
@@ -405,6 +424,9 @@ mod tests {
         t.reasons.push(ReasonCode::ReplySuppressedRateLimit);
         assert_eq!(notice_suppression(&t), None, "a budget is not a robot");
         t.reasons.push(ReasonCode::ReplySuppressedAutoSubmitted);
-        assert_eq!(notice_suppression(&t), Some(ReasonCode::ReplySuppressedAutoSubmitted));
+        assert_eq!(
+            notice_suppression(&t),
+            Some(ReasonCode::ReplySuppressedAutoSubmitted)
+        );
     }
 }

@@ -354,7 +354,8 @@ mod tests {
         f.hex()
     }
 
-    const MESSAGE: &[u8] = b"From: a@example.org\r\nSubject: stampa\r\n\r\nbody\r\nReceived: in body\r\n";
+    const MESSAGE: &[u8] =
+        b"From: a@example.org\r\nSubject: stampa\r\n\r\nbody\r\nReceived: in body\r\n";
 
     #[test]
     fn trace_fields_do_not_change_the_identity() {
@@ -374,8 +375,10 @@ mod tests {
     fn content_and_kept_fields_change_the_identity() {
         let plain = fingerprint(&[MESSAGE]);
         let other_body = b"From: a@example.org\r\nSubject: stampa\r\n\r\nbody!\r\n";
-        let other_subject = b"From: a@example.org\r\nSubject: stampe\r\n\r\nbody\r\nReceived: in body\r\n";
-        let folded_kept = b"From: a@example.org\r\nSubject: stampa\r\n more\r\n\r\nbody\r\nReceived: in body\r\n";
+        let other_subject =
+            b"From: a@example.org\r\nSubject: stampe\r\n\r\nbody\r\nReceived: in body\r\n";
+        let folded_kept =
+            b"From: a@example.org\r\nSubject: stampa\r\n more\r\n\r\nbody\r\nReceived: in body\r\n";
         // A trace field in the body is content.
         let body_trace = b"From: a@example.org\r\nSubject: stampa\r\n\r\nbody\r\n";
         for other in [&other_body[..], other_subject, folded_kept, body_trace] {

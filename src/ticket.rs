@@ -181,8 +181,7 @@ impl MessageRecord {
     /// When it first arrived; a record whose time does not parse counts as
     /// arrived long ago, so it is settled rather than kept for ever.
     pub fn received(&self) -> Timestamp {
-        Timestamp::parse(&self.received_at)
-            .unwrap_or(Timestamp(time::OffsetDateTime::UNIX_EPOCH))
+        Timestamp::parse(&self.received_at).unwrap_or(Timestamp(time::OffsetDateTime::UNIX_EPOCH))
     }
 }
 

@@ -75,7 +75,14 @@ async fn old_blobs_go_unless_a_recently_active_ticket_refers_to_them() {
     let orphan_old = put(b"orphan, old");
     let orphan_new = put(b"orphan, new");
     let reused = put(b"old, used again");
-    for sha in [&young_raw, &young_att, &old_raw, &old_att, &orphan_old, &reused] {
+    for sha in [
+        &young_raw,
+        &young_att,
+        &old_raw,
+        &old_att,
+        &orphan_old,
+        &reused,
+    ] {
         age(&store, sha, RETENTION + DAY);
     }
     // Created long ago, but a message came in yesterday: still active.

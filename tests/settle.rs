@@ -160,7 +160,10 @@ async fn a_retry_with_message_id_and_fresh_trace_fields_works_the_same() {
 #[tokio::test]
 async fn a_message_too_large_to_parse_still_has_an_identity() {
     let r = rig(|c| c.limits.max_parse_bytes = 4096).await;
-    let big = format!("{BODY}\r\n{}", "riga di log del gestionale F24\r\n".repeat(400));
+    let big = format!(
+        "{BODY}\r\n{}",
+        "riga di log del gestionale F24\r\n".repeat(400)
+    );
     let msg = |attempt| {
         format!(
             "{}From: op@caf.example\r\nTo: {DESK}\r\nSubject: F24 log allegato\r\n\r\n{big}",
@@ -174,11 +177,18 @@ async fn a_message_too_large_to_parse_still_has_an_identity() {
     assert!(r.send("op@caf.example", &msg(2)).await.starts_with("250"));
     assert!(r.send("op@caf.example", &msg(3)).await.starts_with("250"));
     let t = r.settled().await;
-    assert!(t.reasons.contains(&ReasonCode::ParseTooLarge) || t.messages[0].reasons.contains(&ReasonCode::ParseTooLarge));
+    assert!(
+        t.reasons.contains(&ReasonCode::ParseTooLarge)
+            || t.messages[0].reasons.contains(&ReasonCode::ParseTooLarge)
+    );
     assert_eq!(t.replies.len(), 1);
     assert_eq!(t.replies[0].state, ReplyState::Sent);
     assert_eq!(r.relayed(1).await.len(), 1);
-    assert_eq!(r.relay.messages().len(), 1, "one confirmation for three attempts");
+    assert_eq!(
+        r.relay.messages().len(),
+        1,
+        "one confirmation for three attempts"
+    );
 }
 
 #[tokio::test]
@@ -203,7 +213,9 @@ async fn a_550_leaves_a_void_ticket_that_an_accepted_retry_revives() {
         op: Op::Close { id: t.id.clone() },
         actor: Some("tester".into()),
     };
-    let answer = ticketgate::control::call(&r.dg.control, &close).await.unwrap();
+    let answer = ticketgate::control::call(&r.dg.control, &close)
+        .await
+        .unwrap();
     assert!(matches!(answer, Response::Error { .. }), "{answer:?}");
     // The same message, accepted this time: the case comes back.
     r.hop_says(None);
@@ -229,7 +241,12 @@ async fn a_451_and_no_retry_voids_the_ticket_at_the_horizon() {
     })
     .await;
     r.hop_says(Some("451 4.3.0 try later"));
-    let msg = mail("op@caf.example", "F24 non si stampa", Some("h@caf.example"), "");
+    let msg = mail(
+        "op@caf.example",
+        "F24 non si stampa",
+        Some("h@caf.example"),
+        "",
+    );
     assert!(r.send("op@caf.example", &msg).await.starts_with("451"));
     let store = r.dg.desks.store().clone();
     assert!(
@@ -287,12 +304,19 @@ async fn refused_mail_spends_no_reply_budget_and_others_cannot_spend_it() {
     let own = mail("op@caf.example", "F24 non si stampa", None, "");
     assert!(r.send("op@caf.example", &own).await.starts_with("250"));
     let store = r.dg.desks.store().clone();
-    assert!(eventually(|| store.list().unwrap().iter().all(|t| t
-        .replies
-        .iter()
-        .all(|r| !matches!(r.state, ReplyState::Held | ReplyState::Queued))))
-    .await);
-    let mut rcpts: Vec<String> = r.relay.messages().into_iter().flat_map(|m| m.rcpts).collect();
+    assert!(
+        eventually(|| store.list().unwrap().iter().all(|t| t
+            .replies
+            .iter()
+            .all(|r| !matches!(r.state, ReplyState::Held | ReplyState::Queued))))
+        .await
+    );
+    let mut rcpts: Vec<String> = r
+        .relay
+        .messages()
+        .into_iter()
+        .flat_map(|m| m.rcpts)
+        .collect();
     rcpts.sort();
     assert_eq!(rcpts, vec!["op@caf.example", "x9@vps.example"]);
     let capped: Vec<_> = store
@@ -315,8 +339,17 @@ async fn a_ticket_opened_by_a_robot_gets_no_workgroup_notice() {
         Some("robot@caf.example"),
         "Auto-Submitted: auto-generated\r\n",
     );
-    let person = mail("op@caf.example", "F24 non si stampa", Some("person@caf.example"), "");
-    assert!(r.send("monitor@caf.example", &robot).await.starts_with("250"));
+    let person = mail(
+        "op@caf.example",
+        "F24 non si stampa",
+        Some("person@caf.example"),
+        "",
+    );
+    assert!(
+        r.send("monitor@caf.example", &robot)
+            .await
+            .starts_with("250")
+    );
     assert!(r.send("op@caf.example", &person).await.starts_with("250"));
     assert_eq!(r.relayed(1).await, vec![vec!["op@caf.example".to_string()]]);
     for t in r.list(None, false).await {
@@ -332,7 +365,9 @@ async fn a_ticket_opened_by_a_robot_gets_no_workgroup_notice() {
                 op,
                 actor: Some("tester".into()),
             };
-            let answer = ticketgate::control::call(&r.dg.control, &request).await.unwrap();
+            let answer = ticketgate::control::call(&r.dg.control, &request)
+                .await
+                .unwrap();
             assert!(matches!(answer, Response::Ticket { .. }), "{answer:?}");
         }
     }
@@ -340,7 +375,12 @@ async fn a_ticket_opened_by_a_robot_gets_no_workgroup_notice() {
     let rcpts = r.relayed(4).await;
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert_eq!(r.relay.messages().len(), 4, "{rcpts:?}");
-    assert!(r.relay.messages().iter().all(|m| m.rcpts == ["op@caf.example"]));
+    assert!(
+        r.relay
+            .messages()
+            .iter()
+            .all(|m| m.rcpts == ["op@caf.example"])
+    );
     let robot_ticket = r
         .list(None, true)
         .await

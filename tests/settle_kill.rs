@@ -39,7 +39,8 @@ fn headers(i: usize, attempt: usize) -> Vec<(String, String)> {
     h
 }
 
-const BODY: &str = "La stampa delle fatture del registro VENIMM si blocca con un errore di calcolo.\r\n";
+const BODY: &str =
+    "La stampa delle fatture del registro VENIMM si blocca con un errore di calcolo.\r\n";
 
 fn raw(i: usize, attempt: usize) -> Vec<u8> {
     let mut m = String::new();
@@ -57,7 +58,8 @@ async fn smtp_send(port: u16, i: usize, attempt: usize) -> bool {
         let mut c = Line::new(TcpStream::connect(("127.0.0.1", port)).await.ok()?);
         c.expect("220").await?;
         c.cmd("EHLO kill.test", "250").await?;
-        c.cmd(&format!("MAIL FROM:<op{i}@caf.example>"), "250").await?;
+        c.cmd(&format!("MAIL FROM:<op{i}@caf.example>"), "250")
+            .await?;
         c.cmd("RCPT TO:<nuovocaso@projectpp.it>", "250").await?;
         c.cmd("DATA", "354").await?;
         c.w.write_all(&wire(&raw(i, attempt))).await.ok()?;
@@ -98,7 +100,10 @@ impl Line {
         }
     }
     async fn cmd(&mut self, line: &str, code: &str) -> Option<()> {
-        self.w.write_all(format!("{line}\r\n").as_bytes()).await.ok()?;
+        self.w
+            .write_all(format!("{line}\r\n").as_bytes())
+            .await
+            .ok()?;
         self.expect(code).await
     }
 }
@@ -344,7 +349,10 @@ async fn kill_loop(mode: Mode) {
     for t in tickets {
         let subject = t["subject"].as_str().unwrap().to_string();
         let id = t["id"].as_str().unwrap().to_string();
-        assert!(by_subject.insert(subject, id).is_none(), "a duplicate ticket: {t:#}");
+        assert!(
+            by_subject.insert(subject, id).is_none(),
+            "a duplicate ticket: {t:#}"
+        );
         assert_ne!(t["status"], "void", "{t:#}");
         assert_eq!(t["replies"][0]["state"], "sent", "{t:#}");
     }

@@ -12,8 +12,7 @@ use ticketgate::outbox::Outbox;
 use ticketgate::reason::ReasonCode;
 use ticketgate::store::{Change, TicketStore};
 use ticketgate::ticket::{
-    Action, MessageRecord, ReplyKind, ReplyRecord, ReplyState, Status, Ticket, Urgency,
-    now_rfc3339,
+    Action, MessageRecord, ReplyKind, ReplyRecord, ReplyState, Status, Ticket, Urgency, now_rfc3339,
 };
 
 fn config() -> OutboxConfig {
@@ -118,7 +117,11 @@ async fn start_up_settles_what_a_crash_left() {
     let store = TicketStore::open(dir.path()).unwrap();
     let now = now_rfc3339();
     // Delivery recorded, reply still held (killed before the release).
-    create(&store, ticket("delivered", LONG_AGO, true, ReplyState::Held)).await;
+    create(
+        &store,
+        ticket("delivered", LONG_AGO, true, ReplyState::Held),
+    )
+    .await;
     // Never got a 250, long ago: cancelled, and the ticket is void.
     create(&store, ticket("lost", LONG_AGO, false, ReplyState::Held)).await;
     // Never got a 250 yet, but just now: a retry may still come.
@@ -150,7 +153,10 @@ async fn start_up_settles_what_a_crash_left() {
     })
     .await;
     assert!(settled, "{:#?}", store.list().unwrap());
-    assert_eq!(rcpts(&relay), vec!["delivered@caf.example", "resend@caf.example"]);
+    assert_eq!(
+        rcpts(&relay),
+        vec!["delivered@caf.example", "resend@caf.example"]
+    );
     let resent = relay
         .messages()
         .into_iter()
@@ -163,8 +169,14 @@ async fn start_up_settles_what_a_crash_left() {
     );
     let lost = by_subject(&store, "lost");
     assert_eq!(lost.status, Status::Void);
-    assert_eq!(lost.void.map(|v| v.reason), Some(ReasonCode::TicketVoidUndelivered));
-    assert_eq!(lost.replies[0].reason, Some(ReasonCode::ReplyCancelledUndelivered));
+    assert_eq!(
+        lost.void.map(|v| v.reason),
+        Some(ReasonCode::TicketVoidUndelivered)
+    );
+    assert_eq!(
+        lost.replies[0].reason,
+        Some(ReasonCode::ReplyCancelledUndelivered)
+    );
     let void = by_subject(&store, "void").replies[0].clone();
     assert_eq!(void.state, ReplyState::Cancelled);
     assert_eq!(void.reason, Some(ReasonCode::ReplyCancelledVoid));

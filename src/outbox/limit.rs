@@ -51,7 +51,10 @@ impl RateLimiter {
 
     /// Forgets every recipient whose last reply is older than the window.
     pub fn expire(&self, now: Instant) {
-        expire(&mut self.sent.lock().unwrap_or_else(|p| p.into_inner()), now);
+        expire(
+            &mut self.sent.lock().unwrap_or_else(|p| p.into_inner()),
+            now,
+        );
     }
 
     /// Recipients remembered now.

@@ -26,7 +26,11 @@ impl Outbox {
     /// Keeps an answer of the next hop that the store could not record
     /// when it came; the sweep records it on its next passes.
     pub fn record_later(&self, ticket: &str, identity: &str, verdict: HopVerdict) {
-        let mut later = self.inner.unrecorded.lock().unwrap_or_else(|p| p.into_inner());
+        let mut later = self
+            .inner
+            .unrecorded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if later.len() < MAX_UNRECORDED {
             later.push(Unrecorded {
                 ticket: ticket.to_string(),
@@ -37,7 +41,13 @@ impl Outbox {
     }
 
     async fn record_unrecorded(&self) {
-        let later = std::mem::take(&mut *self.inner.unrecorded.lock().unwrap_or_else(|p| p.into_inner()));
+        let later = std::mem::take(
+            &mut *self
+                .inner
+                .unrecorded
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
         for u in later {
             let change = settle::delivery_change(&u.ticket, &u.identity, u.verdict, self.limiter());
             match self.inner.store.submit(change).await {

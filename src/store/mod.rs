@@ -214,7 +214,11 @@ impl TicketStore {
 
     /// Stores `bytes` as `<dir>/blobs/<sha256>` durably; returns the hex SHA-256.
     pub fn put_blob(&self, bytes: &[u8]) -> Result<String, StoreError> {
-        let _shared = self.inner.blob_lock.read().unwrap_or_else(|p| p.into_inner());
+        let _shared = self
+            .inner
+            .blob_lock
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
         blobs::put_blob(&self.inner.blobs_dir, bytes)
     }
 

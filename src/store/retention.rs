@@ -31,7 +31,11 @@ impl TicketStore {
             }
             // Under the write lock, so that no put_blob is between finding
             // the file (and touching it) and the ticket that will refer to it.
-            let _guard = self.inner.blob_lock.write().unwrap_or_else(|p| p.into_inner());
+            let _guard = self
+                .inner
+                .blob_lock
+                .write()
+                .unwrap_or_else(|p| p.into_inner());
             if older_than(&entry.path(), cutoff) && fs::remove_file(entry.path()).is_ok() {
                 removed += 1;
             }
