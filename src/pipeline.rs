@@ -270,7 +270,9 @@ impl Pipeline {
             .map_err(|e| store_failure(input.envelope, e))?;
         // Settled when the next hop answers; the sweep looks again at the
         // horizon in case that answer is never recorded.
-        desks.outbox().watch(stored.ticket());
+        desks
+            .outbox()
+            .watch_message(&stored.ticket().id, input.identity);
         Ok(describe(stored, desk, input, &class, followup.as_ref()))
     }
 
@@ -319,7 +321,9 @@ async fn record_one(
     let change = settle::delivery_change(&t.ticket, &t.identity, verdict, desks.outbox().limiter());
     match desks.store().submit(change).await {
         Ok(stored) => {
-            desks.outbox().enqueue_queued(stored.ticket());
+            desks
+                .outbox()
+                .answered(stored.ticket(), &t.identity, verdict);
             Ok(())
         }
         Err(e) => {

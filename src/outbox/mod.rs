@@ -56,8 +56,9 @@ struct Inner {
     pending: Mutex<BTreeSet<Key>>,
     wake: Notify,
     limiter: Arc<RateLimiter>,
-    /// Tickets the sweep looks at, and when.
-    watched: Mutex<BTreeMap<String, Timestamp>>,
+    /// What the sweep looks at, and when: (ticket, identity of a message
+    /// waiting for the next hop's answer, or "" for the ticket as a whole).
+    watched: Mutex<BTreeMap<(String, String), Timestamp>>,
     /// Answers of the next hop that could not be recorded when they came.
     unrecorded: Mutex<Vec<sweep::Unrecorded>>,
 }
@@ -130,10 +131,33 @@ impl Outbox {
     /// need settling (`settle::next_check`).
     pub fn watch(&self, ticket: &Ticket) {
         if let Some(at) = crate::settle::next_check(ticket, self.horizon()) {
-            let mut watched = self.inner.watched.lock().unwrap_or_else(|p| p.into_inner());
-            let entry = watched.entry(ticket.id.clone()).or_insert(at);
-            *entry = (*entry).min(at);
+            self.watch_at((ticket.id.clone(), String::new()), at);
         }
+    }
+
+    /// A message just written to `ticket` waits for the next hop's answer:
+    /// the sweep looks at the ticket at the horizon unless
+    /// [`Outbox::answered`] says it got one first.
+    pub fn watch_message(&self, ticket: &str, identity: &str) {
+        let at = Timestamp::now() + self.horizon();
+        self.watch_at((ticket.to_string(), identity.to_string()), at);
+    }
+
+    /// The next hop's answer to the message is on the ticket. After a 4xx
+    /// the sweep still looks at the horizon: no retry may come.
+    pub fn answered(&self, ticket: &Ticket, identity: &str, verdict: crate::settle::HopVerdict) {
+        self.enqueue_queued(ticket);
+        if !matches!(verdict, crate::settle::HopVerdict::Temporary(_)) {
+            let key = (ticket.id.clone(), identity.to_string());
+            let mut watched = self.inner.watched.lock().unwrap_or_else(|p| p.into_inner());
+            watched.remove(&key);
+        }
+    }
+
+    fn watch_at(&self, key: (String, String), at: Timestamp) {
+        let mut watched = self.inner.watched.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = watched.entry(key).or_insert(at);
+        *entry = (*entry).min(at);
     }
 
     fn horizon(&self) -> Duration {

@@ -51,7 +51,7 @@ impl Outbox {
         for u in later {
             let change = settle::delivery_change(&u.ticket, &u.identity, u.verdict, self.limiter());
             match self.inner.store.submit(change).await {
-                Ok(outcome) => self.enqueue_queued(outcome.ticket()),
+                Ok(outcome) => self.answered(outcome.ticket(), &u.identity, u.verdict),
                 Err(e) => {
                     tracing::error!(ticket = %u.ticket, error = %e, "sweep: still cannot record the next hop's answer");
                     self.record_later(&u.ticket, &u.identity, u.verdict);
@@ -74,15 +74,17 @@ impl Outbox {
     async fn sweep_due(&self, now: Timestamp) {
         let due: Vec<String> = {
             let mut watched = self.inner.watched.lock().unwrap_or_else(|p| p.into_inner());
-            let ids: Vec<String> = watched
+            let keys: Vec<(String, String)> = watched
                 .iter()
                 .filter(|(_, at)| **at <= now)
-                .map(|(id, _)| id.clone())
+                .map(|(key, _)| key.clone())
                 .collect();
-            for id in &ids {
-                watched.remove(id);
+            for key in &keys {
+                watched.remove(key);
             }
-            ids
+            let ids: std::collections::BTreeSet<String> =
+                keys.into_iter().map(|(id, _)| id).collect();
+            ids.into_iter().collect()
         };
         for id in due {
             if let Some(t) = self.settle_ticket(&id, now).await {
@@ -127,15 +129,12 @@ impl Outbox {
             Err(e) => {
                 tracing::error!(ticket = %id, error = %e, "sweep: cannot settle a ticket");
                 // Tried again on the next pass.
-                self.watch_at(id, now + Duration::from_secs(60));
+                self.watch_at(
+                    (id.to_string(), String::new()),
+                    now + Duration::from_secs(60),
+                );
                 None
             }
         }
-    }
-
-    fn watch_at(&self, id: &str, at: Timestamp) {
-        let mut watched = self.inner.watched.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = watched.entry(id.to_string()).or_insert(at);
-        *entry = (*entry).min(at);
     }
 }
