@@ -419,3 +419,46 @@ async fn spool_files_left_by_a_kill_are_removed_at_start() {
     let left: Vec<_> = std::fs::read_dir(&spool).unwrap().collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// `ticketgate tickets ARGS...` against a running binary.
+fn tickets_cli(data: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_ticketgate"))
+        .arg("tickets")
+        .arg("--control")
+        .arg(data.join("control.sock"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_cli_lists_a_void_ticket_only_when_asked() {
+    let hop = Sink::start(SinkBehaviour {
+        data_reply: Some("550 5.7.1 no thanks".into()),
+        ..SinkBehaviour::default()
+    })
+    .await;
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _child = spawn_binary(port, &hop.addr.to_string(), data.path(), None);
+    assert!(!smtp_send(port, 1, 1).await, "the next hop's 550 is ours");
+    let listed = |args: &[&str]| {
+        let out = tickets_cli(data.path(), args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    assert_eq!(listed(&["list", "--json"]), serde_json::json!([]));
+    let all = listed(&["list", "--all", "--json"]);
+    assert_eq!(all[0]["status"], "void", "{all:#}");
+    assert_eq!(all[0]["void"]["reason"], "ticket.void_refused");
+    assert_eq!(all[0]["replies"][0]["state"], "cancelled");
+    assert_eq!(listed(&["list", "--status", "void", "--json"]), all);
+    let id = all[0]["id"].as_str().unwrap();
+    let shown = tickets_cli(data.path(), &["show", id]);
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(text.contains("void:      ticket.void_refused"), "{text}");
+}
