@@ -33,12 +33,17 @@ pub struct Request {
 #[derive(Debug, Clone, Serialize, Deserialize, clap::Subcommand)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Op {
-    /// List tickets.
+    /// List tickets (void ones, whose mail was never delivered, only with
+    /// --all or --status void).
     List {
         #[arg(long, value_enum)]
         status: Option<Status>,
         #[arg(long)]
         helpdesk: Option<String>,
+        /// Include void tickets.
+        #[arg(long)]
+        #[serde(default)]
+        all: bool,
     },
     /// Show one ticket.
     Show { id: String },
@@ -119,10 +124,20 @@ async fn serve_one(stream: UnixStream, desks: &Arc<Helpdesks>) -> std::io::Resul
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "request timed out"))??;
     let response = match serde_json::from_str::<Request>(&line) {
         Ok(Request {
-            op: Op::List { status, helpdesk },
+            op:
+                Op::List {
+                    status,
+                    helpdesk,
+                    all,
+                },
             ..
         }) => {
-            stream_list(&mut w, desks.store(), status, helpdesk.as_deref()).await?;
+            let filter = ListFilter {
+                status,
+                helpdesk: helpdesk.as_deref(),
+                all,
+            };
+            stream_list(&mut w, desks.store(), &filter).await?;
             return w.shutdown().await;
         }
         Ok(request) => desks.control(request).await,
@@ -137,10 +152,25 @@ async fn serve_one(stream: UnixStream, desks: &Arc<Helpdesks>) -> std::io::Resul
     w.shutdown().await
 }
 
-/// Whether a ticket belongs in `list` with these filters.
-fn list_matches(t: &Ticket, status: Option<Status>, helpdesk: Option<&str>) -> bool {
-    status.is_none_or(|s| t.status == s)
-        && helpdesk.is_none_or(|h| t.helpdesk.eq_ignore_ascii_case(h))
+/// What `list` shows.
+struct ListFilter<'a> {
+    status: Option<Status>,
+    helpdesk: Option<&'a str>,
+    /// Void tickets too, without `--status void`.
+    all: bool,
+}
+
+impl ListFilter<'_> {
+    fn matches(&self, t: &Ticket) -> bool {
+        let status = match self.status {
+            Some(s) => t.status == s,
+            None => self.all || t.status != Status::Void,
+        };
+        status
+            && self
+                .helpdesk
+                .is_none_or(|h| t.helpdesk.eq_ignore_ascii_case(h))
+    }
 }
 
 /// The `list` answer (`{"tickets":[...]}`, the line `Response::Tickets`
@@ -150,8 +180,7 @@ fn list_matches(t: &Ticket, status: Option<Status>, helpdesk: Option<&str>) -> b
 async fn stream_list(
     w: &mut (impl AsyncWriteExt + Unpin),
     store: &TicketStore,
-    status: Option<Status>,
-    helpdesk: Option<&str>,
+    filter: &ListFilter<'_>,
 ) -> std::io::Result<()> {
     let index = match store.ticket_index() {
         Ok(index) => index,
@@ -172,7 +201,7 @@ async fn stream_list(
             .tickets_of(page)
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         let mut out = Vec::new();
-        for t in tickets.iter().filter(|t| list_matches(t, status, helpdesk)) {
+        for t in tickets.iter().filter(|t| filter.matches(t)) {
             if !first {
                 out.push(b',');
             }

@@ -20,6 +20,7 @@ pub mod pipeline;
 pub mod reason;
 pub mod route;
 pub mod server;
+pub mod settle;
 pub mod smtp;
 pub mod spool;
 pub mod store;

@@ -3,9 +3,8 @@
 //! Transitions are plain functions on `&mut Ticket`, run inside the store's
 //! writer so that each change is one atomic, durable write.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use crate::auth::Authenticator;
 use crate::classify::{Classification, MailCommand};
@@ -26,15 +25,14 @@ use crate::ticket::{
 };
 
 /// Everything the helpdesk stages share: config, the reloadable helpdesk
-/// table and templates, store, outbox, Message-ID signer and the reply
-/// rate limit.
+/// table and templates, store, outbox (which keeps the reply rate limit)
+/// and the Message-ID signer.
 pub struct Helpdesks {
     config: Config,
     loaded: RwLock<Arc<Loaded>>,
     store: TicketStore,
     outbox: Outbox,
     signer: Signer,
-    sent_to: Mutex<HashMap<String, VecDeque<Instant>>>,
     /// SPF/DKIM/DMARC resolver, built once; `None` with `[auth] dns = "off"`.
     authenticator: Option<Authenticator>,
 }
@@ -81,7 +79,6 @@ impl Helpdesks {
             store,
             outbox,
             signer,
-            sent_to: Mutex::new(HashMap::new()),
             authenticator,
         }
     }
@@ -146,22 +143,6 @@ impl Helpdesks {
     pub fn reply_suppression(&self, mail: &ParsedMail, envelope_from: &str) -> Option<ReasonCode> {
         let loaded = self.loaded();
         suppress::suppression(mail, envelope_from, |a| loaded.table.is_own_address(a))
-    }
-
-    /// Takes a slot of the per-sender hourly reply budget.
-    fn allow_reply(&self, to: &str) -> bool {
-        let limit = self.config.outbox.rate_limit_per_hour as usize;
-        let mut sent = self.sent_to.lock().unwrap_or_else(|p| p.into_inner());
-        let times = sent.entry(to.to_string()).or_default();
-        let hour = Duration::from_secs(3600);
-        while times.front().is_some_and(|t| t.elapsed() > hour) {
-            times.pop_front();
-        }
-        if times.len() >= limit {
-            return false;
-        }
-        times.push_back(Instant::now());
-        true
     }
 
     /// The ticket this message refers to: a reply to one of our mails
@@ -251,11 +232,14 @@ impl Helpdesks {
             next_attempt_at: None,
             raw,
             in_reply_to: in_reply_to.map(str::to_string),
+            answers: None,
+            reason: None,
         }
     }
 
     /// An automatic reply to `answering`, held until the next hop accepts
-    /// that message; skipped (with a reason) past the per-sender rate limit.
+    /// that message; the rate limit applies when it is released
+    /// (`settle`), so mail that is never delivered spends no budget.
     pub fn auto_reply(
         &self,
         desk: &HelpdeskConfig,
@@ -265,17 +249,15 @@ impl Helpdesks {
         answering: Option<&MessageRecord>,
         extra: &Extra,
     ) {
-        if !self.allow_reply(to) {
-            t.reasons.push(ReasonCode::ReplySuppressedRateLimit);
-            return;
-        }
         let in_reply_to = answering.and_then(|m| m.message_id.clone());
-        let reply = self.draft_reply(desk, t, kind, to, in_reply_to.as_deref(), extra);
+        let mut reply = self.draft_reply(desk, t, kind, to, in_reply_to.as_deref(), extra);
+        reply.answers = answering.and_then(|m| m.identity.clone());
         t.replies.push(reply);
     }
 
     /// A notice a workgroup member's command sends to the requester: a
-    /// person acted, so no rate limit, and nothing to wait for.
+    /// person acted, so no rate limit, and nothing to wait for. None to a
+    /// ticket opened by mail that must not be answered (RFC 3834).
     fn workgroup_notice(
         &self,
         desk: &HelpdeskConfig,
@@ -283,6 +265,13 @@ impl Helpdesks {
         kind: ReplyKind,
         extra: &Extra,
     ) {
+        if let Some(why) = crate::settle::notice_suppression(t) {
+            tracing::info!(ticket = %t.id, reason = %why, "workgroup notice not sent");
+            if !t.reasons.contains(&ReasonCode::NoticeSuppressed) {
+                t.reasons.push(ReasonCode::NoticeSuppressed);
+            }
+            return;
+        }
         let to = t.requester.clone();
         let mut reply = self.draft_reply(desk, t, kind, &to, None, extra);
         reply.state = ReplyState::Queued;
@@ -358,7 +347,14 @@ impl Helpdesks {
         ))?;
         let by = by.to_string();
         let this = self.clone();
-        let apply = move |t: &mut Ticket| this.apply_command(&desk, t, &by, command);
+        let apply = move |t: &mut Ticket| {
+            // Its mail never reached the helpdesk: not a case to work on.
+            refuse_if(
+                t.status == Status::Void,
+                "the ticket is void (its mail was never delivered)",
+            )?;
+            this.apply_command(&desk, t, &by, command)
+        };
         let change = Change::Update {
             id: id.clone(),
             dedupe_key: None,
@@ -612,32 +608,4 @@ fn decide_followup(
         );
     }
     (Action::Appended, None, None)
-}
-
-/// After the next hop answered: marks the message delivered and releases
-/// (or cancels) the replies written with it.
-pub fn settle_delivery(t: &mut Ticket, raw_sha256: &str, replies: &[String], accepted: bool) {
-    if accepted {
-        let message = if raw_sha256.is_empty() {
-            t.messages.iter_mut().rev().find(|m| !m.delivered)
-        } else {
-            t.messages
-                .iter_mut()
-                .find(|m| m.raw_sha256.as_deref() == Some(raw_sha256))
-        };
-        if let Some(m) = message {
-            m.delivered = true;
-        }
-    }
-    for r in t
-        .replies
-        .iter_mut()
-        .filter(|r| replies.contains(&r.message_id))
-    {
-        r.state = match (accepted, r.state) {
-            (true, ReplyState::Held | ReplyState::Cancelled) => ReplyState::Queued,
-            (false, ReplyState::Held) => ReplyState::Cancelled,
-            (_, s) => s,
-        };
-    }
 }

@@ -190,8 +190,17 @@ async fn run(config: Config, config_path: PathBuf) -> Result<(), String> {
     let data_dir = config.server.data_dir.clone();
     std::fs::create_dir_all(&data_dir)
         .map_err(|e| format!("data dir {}: {e}", data_dir.display()))?;
+    // No session runs yet: every spool file is a leftover of a kill.
+    let leftovers = ticketgate::spool::remove_leftovers(&data_dir.join("spool"));
+    if leftovers > 0 {
+        tracing::info!(
+            files = leftovers,
+            "removed spool files left by an earlier run"
+        );
+    }
     let store = TicketStore::open(&data_dir)
         .map_err(|e| format!("ticket store in {}: {e}", data_dir.display()))?;
+    tokio::spawn(sweep_blobs(store.clone(), config.store.clone()));
     let signer = Signer::load_or_create(&data_dir, &config.server.hostname)
         .map_err(|e| format!("message-id key in {}: {e}", data_dir.display()))?;
     let templates = Templates::load(&config.templates_dir())?;
@@ -290,6 +299,27 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM received"),
         _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}
+
+/// Removes blobs past their retention, at start and then periodically.
+async fn sweep_blobs(store: TicketStore, config: ticketgate::config::StoreConfig) {
+    let period = std::time::Duration::from_secs(u64::from(config.retention_sweep_hours) * 3600);
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tick.tick().await;
+        let store = store.clone();
+        let retention = config.retention();
+        let swept = tokio::task::spawn_blocking(move || {
+            store.sweep_blobs(std::time::SystemTime::now(), retention)
+        })
+        .await;
+        match swept {
+            Ok(Ok(0)) => {}
+            Ok(Ok(removed)) => tracing::info!(removed, "retention: removed old blobs"),
+            Ok(Err(e)) => tracing::error!(error = %e, "retention sweep failed"),
+            Err(e) => tracing::error!(error = %e, "retention sweep task failed"),
+        }
     }
 }
 

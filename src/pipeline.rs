@@ -17,13 +17,13 @@ use crate::metrics::{METRICS, MessageKind};
 use crate::parse::{self, ParseLimits, ParsedAttachment, ParsedMail};
 use crate::reason::ReasonCode;
 use crate::route::{RoutedDesk, Routing};
+use crate::settle::{self, HopVerdict};
 use crate::smtp::reply::Reply;
 use crate::spool::Spool;
 use crate::store::{Change, Outcome as StoreOutcome, StoreError, TicketStore};
 use crate::tag;
 use crate::ticket::{
-    Action, AttachmentRecord, HistoryEntry, MessageRecord, ReplyKind, ReplyState, Status, Ticket,
-    now_rfc3339,
+    Action, AttachmentRecord, HistoryEntry, MessageRecord, ReplyKind, Status, Ticket, now_rfc3339,
 };
 
 pub struct Envelope<'a> {
@@ -46,9 +46,9 @@ pub struct TicketOutcome {
     pub ticket: String,
     pub action: Action,
     pub reasons: Vec<ReasonCode>,
-    /// Replies written with this message, released or cancelled in `settle`.
-    pub replies: Vec<String>,
-    pub raw_sha256: String,
+    /// The message's identity on the ticket: `settle` finds its record,
+    /// and the replies waiting for it, by this.
+    pub identity: String,
 }
 
 impl Outcome {
@@ -190,6 +190,7 @@ impl Pipeline {
             return Ok(Prepared::pass_through());
         }
         let attachments = attachment_records(std::mem::take(&mut mail.attachments));
+        let identity = spool.identity();
         let mut outcome = Outcome {
             message_id: mail.message_id.clone(),
             tickets: Vec::new(),
@@ -205,6 +206,7 @@ impl Pipeline {
                 routed,
                 attachments: &attachments,
                 raw_sha256: &raw_sha256,
+                identity: &identity,
             };
             let (ticket, t_outcome) = self.apply_to_desk(desks, &input).await?;
             headers.extend(tag::ticket_headers(&ticket, t_outcome.action));
@@ -325,7 +327,7 @@ impl Pipeline {
         let desk = &input.loaded.table.helpdesks()[input.routed.helpdesk];
         let queue = &desk.queues[input.routed.queue];
         let class = classify::classify(desk, queue, input.mail);
-        let dedupe_key = dedupe_key(&desk.ticket_prefix, input.mail, input.raw_sha256);
+        let dedupe_key = dedupe_key(&desk.ticket_prefix, input.mail, input.identity);
         let reply_to = desks.reply_address(input.mail, input.envelope.from, input.verdict);
         let suppressed = desks.reply_suppression(input.mail, input.envelope.from);
         let followup = desks.find_followup(desk, input.mail, &class);
@@ -369,6 +371,11 @@ impl Pipeline {
             .submit(change)
             .await
             .map_err(|e| store_failure(input.envelope, e))?;
+        // Settled when the next hop answers; the sweep looks again at the
+        // horizon in case that answer is never recorded.
+        desks
+            .outbox()
+            .watch_message(&stored.ticket().id, input.identity);
         Ok(describe(stored, desk, input, &class, followup.as_ref()))
     }
 
@@ -379,29 +386,53 @@ impl Pipeline {
         let Some(desks) = &self.desks else {
             return hop_reply.clone();
         };
-        let accepted = (200..300).contains(&hop_reply.code);
+        let verdict = HopVerdict::of(hop_reply.code);
         for t in &prepared.outcome.tickets {
-            let replies = t.replies.clone();
-            let raw = t.raw_sha256.clone();
-            let change = Change::Update {
-                id: t.ticket.clone(),
-                dedupe_key: None,
-                apply: Box::new(move |ticket: &mut Ticket| {
-                    lifecycle::settle_delivery(ticket, &raw, &replies, accepted);
-                    Ok(())
-                }),
-            };
-            match desks.store().submit(change).await {
-                Ok(stored) if accepted => desks.outbox().enqueue_queued(stored.ticket()),
-                Ok(_) => {}
-                // The ticket and the message are on disk already; only the
-                // reply stays held. Logged for the operator to see.
-                Err(e) => {
-                    tracing::error!(ticket = %t.ticket, error = %e, "cannot release the replies of a delivered message")
-                }
+            if record_one(desks, t, verdict).await.is_err() {
+                // The next hop has the message: a 451 now would make it a
+                // duplicate there. The sweep records the answer later.
+                desks.outbox().record_later(&t.ticket, &t.identity, verdict);
             }
         }
         hop_reply.clone()
+    }
+
+    /// Records the next hop's answer on each ticket of the message, durably
+    /// (the milter's verdict waits for this).
+    pub async fn record_delivery(
+        &self,
+        prepared: &Prepared,
+        hop_reply: &Reply,
+    ) -> Result<(), StoreError> {
+        let Some(desks) = &self.desks else {
+            return Ok(());
+        };
+        let verdict = HopVerdict::of(hop_reply.code);
+        for t in &prepared.outcome.tickets {
+            record_one(desks, t, verdict).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Settles one ticket with the next hop's answer to this message.
+async fn record_one(
+    desks: &Arc<Helpdesks>,
+    t: &TicketOutcome,
+    verdict: HopVerdict,
+) -> Result<(), StoreError> {
+    let change = settle::delivery_change(&t.ticket, &t.identity, verdict, desks.outbox().limiter());
+    match desks.store().submit(change).await {
+        Ok(stored) => {
+            desks
+                .outbox()
+                .answered(stored.ticket(), &t.identity, verdict);
+            Ok(())
+        }
+        Err(e) => {
+            tracing::error!(ticket = %t.ticket, error = %e, "cannot settle a ticket after the next hop answered");
+            Err(e)
+        }
     }
 }
 
@@ -504,6 +535,7 @@ fn new_ticket_change(
             }
             .into(),
         }],
+        void: None,
     };
     let prefix = desk.ticket_prefix.clone();
     let desks = desks.clone();
@@ -549,6 +581,7 @@ struct MessageInput<'a> {
     routed: &'a RoutedDesk,
     attachments: &'a [AttachmentRecord],
     raw_sha256: &'a str,
+    identity: &'a str,
 }
 
 fn message_record(
@@ -576,6 +609,8 @@ fn message_record(
         reasons,
         raw_sha256: (!input.raw_sha256.is_empty()).then(|| input.raw_sha256.to_string()),
         delivered: false,
+        identity: Some(input.identity.to_string()),
+        refused: None,
     }
 }
 
@@ -588,11 +623,14 @@ fn describe(
     followup: Option<&Followup>,
 ) -> (Ticket, TicketOutcome) {
     let duplicate = matches!(stored, StoreOutcome::Duplicate(_));
-    let ticket = stored.into_ticket();
-    let mine = ticket.messages.iter().rev().find(|m| {
-        m.message_id.is_some() && m.message_id == input.mail.message_id
-            || m.raw_sha256.as_deref() == Some(input.raw_sha256)
-    });
+    let mut ticket = stored.into_ticket();
+    // Only the same bytes (trace aside) are this message: another one that
+    // reuses its Message-ID is a duplicate, but releases nothing.
+    let mine = ticket
+        .messages
+        .iter()
+        .rev()
+        .find(|m| m.identity.as_deref() == Some(input.identity));
     // The message's own record holds the classifier's, the parser's and the
     // follow-up's reasons, and those of a refused command.
     let mut reasons = match mine {
@@ -605,44 +643,39 @@ fn describe(
             .collect(),
     };
     let mut action = mine.map(|m| m.action).unwrap_or(Action::Appended);
+    // A retry of a message that never got through does again what its
+    // first attempt did; one the next hop already has only repeats it.
+    let retry = mine.is_some_and(|m| !m.delivered);
     if duplicate {
         reasons.push(ReasonCode::DuplicateMessageId);
-        action = Action::Appended;
+        if !retry {
+            action = Action::Appended;
+        }
     }
     let mut seen = std::collections::HashSet::new();
     reasons.retain(|r| seen.insert(*r));
-    // Replies answering this message: written now, or on an earlier
-    // delivery attempt that the next hop refused.
-    let replies = ticket
-        .replies
-        .iter()
-        .filter(|r| {
-            matches!(r.state, ReplyState::Held | ReplyState::Cancelled)
-                && r.in_reply_to.is_some()
-                && r.in_reply_to == input.mail.message_id
-                || r.state == ReplyState::Held && r.in_reply_to.is_none()
-        })
-        .map(|r| r.message_id.clone())
-        .collect();
+    // The tags describe the ticket as this delivery, if accepted, leaves it.
+    if let (Some(v), true) = (&ticket.void, retry) {
+        ticket.status = v.previous;
+    }
     let outcome = TicketOutcome {
         helpdesk: desk.name.clone(),
         ticket: ticket.id.clone(),
         action,
         reasons,
-        replies,
-        raw_sha256: input.raw_sha256.to_string(),
+        identity: input.identity.to_string(),
     };
     (ticket, outcome)
 }
 
 /// What makes a redelivery recognisable: the Message-ID, or for mail
-/// without one the content's hash (a content filter retries the same bytes).
-fn dedupe_key(prefix: &str, mail: &ParsedMail, raw_sha256: &str) -> Option<String> {
-    match (&mail.message_id, raw_sha256) {
-        (Some(id), _) => Some(format!("{prefix}\nmid:{id}")),
-        (None, "") => None,
-        (None, sha) => Some(format!("{prefix}\nsha256:{sha}")),
-    }
+/// without one its identity (the bytes without the trace fields that each
+/// attempt changes), which exists whatever the size.
+fn dedupe_key(prefix: &str, mail: &ParsedMail, identity: &str) -> Option<String> {
+    Some(match &mail.message_id {
+        Some(id) => format!("{prefix}\nmid:{id}"),
+        None => format!("{prefix}\nfp:{identity}"),
+    })
 }
 
 fn store_failure(envelope: &Envelope<'_>, e: StoreError) -> Reply {

@@ -82,6 +82,16 @@ reasons! {
     CapTicketMessages => "cap.ticket_messages",
     CapTicketAttachments => "cap.ticket_attachments",
     ForgedAuthResultsRemoved => "tag.forged_auth_results_removed",
+    // issue 17
+    ReplyCancelledRefused => "reply.cancelled_refused",
+    ReplyCancelledUndelivered => "reply.cancelled_undelivered",
+    ReplyCancelledVoid => "reply.cancelled_void",
+    ReplyFailedAttempts => "reply.failed_attempts",
+    ReplyFailedRelayRefused => "reply.failed_relay_refused",
+    TicketVoidRefused => "ticket.void_refused",
+    TicketVoidUndelivered => "ticket.void_undelivered",
+    TicketRevived => "ticket.revived",
+    NoticeSuppressed => "notice.suppressed",
 }
 
 impl std::fmt::Display for ReasonCode {

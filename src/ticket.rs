@@ -32,6 +32,9 @@ pub enum Status {
     Open,
     Suspended,
     Closed,
+    /// Its only message never reached the next hop: not a case at all
+    /// until a retry of that message is accepted.
+    Void,
 }
 
 impl Status {
@@ -40,8 +43,68 @@ impl Status {
             Status::Open => "open",
             Status::Suspended => "suspended",
             Status::Closed => "closed",
+            Status::Void => "void",
         }
     }
+}
+
+/// A point in time, stored as RFC 3339 text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(pub time::OffsetDateTime);
+
+impl Timestamp {
+    pub fn now() -> Timestamp {
+        Timestamp(time::OffsetDateTime::now_utc())
+    }
+
+    /// Parses RFC 3339 text (the fields the model keeps as strings).
+    pub fn parse(text: &str) -> Option<Timestamp> {
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+            .ok()
+            .map(Timestamp)
+    }
+
+    pub fn rfc3339(self) -> String {
+        self.0
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()
+    }
+}
+
+impl std::ops::Add<std::time::Duration> for Timestamp {
+    type Output = Timestamp;
+    fn add(self, d: std::time::Duration) -> Timestamp {
+        Timestamp(self.0 + d)
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.rfc3339())
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Timestamp, D::Error> {
+        let text = String::deserialize(d)?;
+        Timestamp::parse(&text)
+            .ok_or_else(|| serde::de::Error::custom(format!("not an RFC 3339 time: {text}")))
+    }
+}
+
+/// Why a ticket is void, since when, and the status a revival restores.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VoidRecord {
+    pub reason: ReasonCode,
+    pub at: Timestamp,
+    pub previous: Status,
+}
+
+/// The next hop's last refusal of a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    pub code: u16,
+    pub at: Timestamp,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
@@ -104,6 +167,22 @@ pub struct MessageRecord {
     /// False until the next hop accepted the message.
     #[serde(default)]
     pub delivered: bool,
+    /// What makes a redelivery of this message recognisable: the SHA-256
+    /// of its bytes without the trace fields that change between attempts
+    /// (see `spool::Fingerprint`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+    /// Set while the next hop's last answer to it was a refusal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<Refusal>,
+}
+
+impl MessageRecord {
+    /// When it first arrived; a record whose time does not parse counts as
+    /// arrived long ago, so it is settled rather than kept for ever.
+    pub fn received(&self) -> Timestamp {
+        Timestamp::parse(&self.received_at).unwrap_or(Timestamp(time::OffsetDateTime::UNIX_EPOCH))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -157,6 +236,12 @@ pub struct ReplyRecord {
     /// delivery releases the reply.
     #[serde(default)]
     pub in_reply_to: Option<String>,
+    /// Identity of the message record whose delivery releases this reply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answers: Option<String>,
+    /// Why it was cancelled or failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<ReasonCode>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -188,6 +273,9 @@ pub struct Ticket {
     pub messages: Vec<MessageRecord>,
     pub replies: Vec<ReplyRecord>,
     pub history: Vec<HistoryEntry>,
+    /// Set while the ticket is void.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub void: Option<VoidRecord>,
 }
 
 /// Current time as RFC 3339, UTC.

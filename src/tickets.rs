@@ -103,6 +103,14 @@ fn print_ticket(t: &Ticket) {
         t.requester,
         opt(&t.assignee)
     );
+    if let Some(v) = &t.void {
+        println!(
+            "  void:      {} since {} (was {})",
+            v.reason,
+            v.at.rfc3339(),
+            v.previous.as_str()
+        );
+    }
     for m in &t.messages {
         println!(
             "  message  {} {} {:?} {}",
@@ -113,7 +121,13 @@ fn print_ticket(t: &Ticket) {
         );
     }
     for r in &t.replies {
-        println!("  reply    {:?} to {} ({})", r.kind, r.to, r.state.as_str());
+        let why = r.reason.map(|c| format!(": {c}")).unwrap_or_default();
+        println!(
+            "  reply    {:?} to {} ({}{why})",
+            r.kind,
+            r.to,
+            r.state.as_str()
+        );
     }
     for h in &t.history {
         println!("  history  {} {}: {}", h.at, h.by, h.event);

@@ -66,6 +66,7 @@ impl Rig {
             .control(Op::List {
                 status: None,
                 helpdesk: None,
+                all: false,
             })
             .await
         {
@@ -927,6 +928,7 @@ async fn listing_more_tickets_than_a_page_returns_them_all_in_order() {
         .control(Op::List {
             status: Some(Status::Closed),
             helpdesk: Some("project++".into()),
+            all: false,
         })
         .await
     {

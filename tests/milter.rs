@@ -180,6 +180,7 @@ impl Rig {
             op: Op::List {
                 status: None,
                 helpdesk: None,
+                all: false,
             },
             actor: None,
         };

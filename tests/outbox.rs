@@ -144,12 +144,13 @@ async fn replies_per_sender_are_capped_by_the_rate_limit() {
     assert_eq!(relay.messages().len(), 3);
     let tickets = dg.desks.store().list().unwrap();
     assert_eq!(tickets.len(), 4, "every message still opens its ticket");
-    let capped: Vec<_> = tickets.iter().filter(|t| t.replies.is_empty()).collect();
+    let rate_limited = Some(ticketgate::reason::ReasonCode::ReplySuppressedRateLimit);
+    let capped: Vec<_> = tickets
+        .iter()
+        .filter(|t| t.replies.iter().all(|r| r.state != ReplyState::Sent))
+        .collect();
     assert_eq!(capped.len(), 1);
     assert_eq!(capped[0].requester, "chatty@caf.example");
-    assert!(
-        capped[0]
-            .reasons
-            .contains(&ticketgate::reason::ReasonCode::ReplySuppressedRateLimit)
-    );
+    assert_eq!(capped[0].replies[0].state, ReplyState::Cancelled);
+    assert_eq!(capped[0].replies[0].reason, rate_limited);
 }

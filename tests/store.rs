@@ -54,6 +54,8 @@ fn ticket(subject: &str) -> Ticket {
             reasons: vec![],
             raw_sha256: None,
             delivered: false,
+            identity: None,
+            refused: None,
         }],
         replies: vec![ReplyRecord {
             kind: ReplyKind::Created,
@@ -64,8 +66,11 @@ fn ticket(subject: &str) -> Ticket {
             next_attempt_at: None,
             raw: "Subject: ok\r\n\r\nbody\r\n".into(),
             in_reply_to: None,
+            answers: None,
+            reason: None,
         }],
         history: vec![],
+        void: None,
     }
 }
 

@@ -49,6 +49,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     #[serde(default)]
     pub milter: MilterConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
     #[serde(default, rename = "helpdesk")]
     pub helpdesks: Vec<HelpdeskConfig>,
     /// Where the file was read from; used to find templates next to it.
@@ -376,6 +378,12 @@ pub struct OutboxConfig {
     pub max_attempts: u32,
     /// Directory of reply templates, relative to the config file.
     pub templates_dir: Option<PathBuf>,
+    /// How long a message may go without the next hop's 250 (a 4xx and no
+    /// retry, or a crash before the answer was recorded) before its held
+    /// replies are cancelled and a ticket it alone opened becomes void.
+    pub settle_horizon_secs: u64,
+    /// How often the sweep looks for such messages.
+    pub sweep_interval_secs: u64,
 }
 
 impl Default for OutboxConfig {
@@ -386,7 +394,36 @@ impl Default for OutboxConfig {
             retry_max_secs: 3600,
             max_attempts: 20,
             templates_dir: None,
+            settle_horizon_secs: 3600,
+            sweep_interval_secs: 60,
         }
+    }
+}
+
+/// The ticket store's housekeeping.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Raw messages and attachments (blobs) are kept this long, and never
+    /// removed while a ticket that refers to them has been active within
+    /// that time.
+    pub retention_days: u32,
+    /// How often the retention sweep runs.
+    pub retention_sweep_hours: u32,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            retention_days: 400,
+            retention_sweep_hours: 24,
+        }
+    }
+}
+
+impl StoreConfig {
+    pub fn retention(&self) -> Duration {
+        Duration::from_secs(u64::from(self.retention_days) * 86_400)
     }
 }
 

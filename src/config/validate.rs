@@ -88,6 +88,29 @@ pub fn validate(file: &Path, config: &Config) -> Result<(), ConfigError> {
         ));
     }
 
+    for (key, value) in [
+        (
+            "outbox.settle_horizon_secs",
+            config.outbox.settle_horizon_secs,
+        ),
+        (
+            "outbox.sweep_interval_secs",
+            config.outbox.sweep_interval_secs,
+        ),
+        (
+            "store.retention_days",
+            u64::from(config.store.retention_days),
+        ),
+        (
+            "store.retention_sweep_hours",
+            u64::from(config.store.retention_sweep_hours),
+        ),
+    ] {
+        if value == 0 {
+            return Err(invalid(key.into(), "must be greater than 0".into()));
+        }
+    }
+
     if config.auth.dns_timeout_secs == Some(0) {
         return Err(invalid(
             "auth.dns_timeout_secs".into(),

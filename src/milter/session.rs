@@ -4,8 +4,9 @@
 //! everything else is accepted as soon as its recipients are known.
 //!
 //! The verdict at end of message is sent only after the ticket change is on
-//! disk; replies written with it are released once the MTA has our accept
-//! (the milter never sees the delivery itself).
+//! disk; the accept is recorded, and the replies written with the ticket
+//! released, just before it goes out (the milter never sees the delivery
+//! itself, nor anything after its verdict).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -509,25 +510,38 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MilterSession<S> {
         }
     }
 
-    /// Tags the message, accepts it, and once the MTA has our answer
-    /// releases the replies written with the ticket.
+    /// Tags the message and accepts it. The delivery is recorded (and the
+    /// replies written with the ticket released) before the verdict goes
+    /// out: once the MTA has our accept we hear nothing more of the
+    /// message, so a crash after it must find the record on disk. If it
+    /// cannot be recorded the MTA is told to try again; the retry lands on
+    /// the same ticket.
     async fn accept(&mut self, prepared: Prepared, message: &Message, size: u64) {
-        for edit in header_edits(&prepared, &message.forged) {
-            self.respond(edit);
-        }
-        self.respond(Response::Accept);
-        if let Err(e) = self.flush().await {
-            // The MTA did not get our verdict and applies its default
-            // action; a retry lands on the same ticket, whose replies are
-            // still held.
-            tracing::warn!(session = %self.id, error = %e, "milter: cannot send the verdict");
-            return;
-        }
-        let reply = self
+        let recorded = self
             .shared
             .pipeline
-            .settle(&prepared, &verdict_accept())
+            .record_delivery(&prepared, &verdict_accept())
             .await;
+        let reply = match recorded {
+            Ok(()) => {
+                for edit in header_edits(&prepared, &message.forged) {
+                    self.respond(edit);
+                }
+                self.respond(Response::Accept);
+                verdict_accept()
+            }
+            Err(_) => {
+                let reply = Reply::new(451, "4.3.0", "Ticket store unavailable, try again later");
+                self.respond(Response::ReplyCode(reply_text(&reply)));
+                reply
+            }
+        };
+        if let Err(e) = self.flush().await {
+            // The MTA did not get our verdict and applies its default
+            // action; a retry lands on the same ticket and sends nothing
+            // twice.
+            tracing::warn!(session = %self.id, error = %e, "milter: cannot send the verdict");
+        }
         let envelope = self.envelope(message);
         pipeline::log_message(
             &envelope,

@@ -2,13 +2,25 @@
 //! `held`), released (`queued`) once the next hop accepted the original,
 //! and delivered here to the reply relay with mail-send. State lives in the
 //! store, so retries survive a restart.
+//!
+//! Each attempt is recorded before it is made (record, then send): an
+//! attempt that cannot be recorded is not made, so the attempts are
+//! bounded whatever the store does, and a crash between the relay's 250
+//! and the record of `sent` sends the reply again later, with the same
+//! Message-ID (at least once).
+//!
+//! The outbox also keeps the reply rate limit ([`limit`]) and the sweep
+//! ([`sweep`]) that settles, at start and then periodically, what a crash
+//! or a missing retry left held.
 
 pub mod compose;
+pub mod limit;
 pub mod msgid;
 pub mod render;
 pub mod suppress;
+mod sweep;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,8 +31,10 @@ use tokio::sync::Notify;
 
 use crate::config::OutboxConfig;
 use crate::metrics::METRICS;
+use crate::reason::ReasonCode;
 use crate::store::{Change, TicketStore};
-use crate::ticket::{ReplyRecord, ReplyState, Ticket, now_rfc3339};
+use crate::ticket::{ReplyRecord, ReplyState, Status, Ticket, Timestamp, now_rfc3339};
+use limit::RateLimiter;
 
 /// A reply to deliver: the ticket and the reply's Message-ID.
 type Key = (String, String);
@@ -41,6 +55,12 @@ struct Inner {
     config: OutboxConfig,
     pending: Mutex<BTreeSet<Key>>,
     wake: Notify,
+    limiter: Arc<RateLimiter>,
+    /// What the sweep looks at, and when: (ticket, identity of a message
+    /// waiting for the next hop's answer, or "" for the ticket as a whole).
+    watched: Mutex<BTreeMap<(String, String), Timestamp>>,
+    /// Answers of the next hop that could not be recorded when they came.
+    unrecorded: Mutex<Vec<sweep::Unrecorded>>,
 }
 
 fn relay_client(
@@ -62,9 +82,19 @@ enum Attempt {
     Fail(String),
 }
 
+/// What recording an attempt before making it allowed.
+enum Permit {
+    Send(ReplyRecord),
+    /// Not to be sent (any more): settled while recording.
+    Settled,
+    /// The store could not record it: not sent, tried again later.
+    Unrecorded,
+}
+
 impl Outbox {
-    /// Starts the delivery task; replies queued before a restart are
-    /// picked up from the store.
+    /// Starts the delivery task and the sweep; replies queued before a
+    /// restart are picked up from the store, and what a crash left held is
+    /// settled by the sweep's first pass.
     pub fn start(
         store: TicketStore,
         relay: Option<SocketAddr>,
@@ -76,24 +106,84 @@ impl Outbox {
                 store,
                 relay,
                 client: relay_client(relay, hostname),
+                limiter: Arc::new(RateLimiter::new(config.rate_limit_per_hour)),
                 config,
                 pending: Mutex::new(BTreeSet::new()),
                 wake: Notify::new(),
+                watched: Mutex::new(BTreeMap::new()),
+                unrecorded: Mutex::new(Vec::new()),
             }),
         };
-        match outbox.inner.store.list() {
-            Ok(tickets) => {
-                for t in &tickets {
-                    outbox.enqueue_queued(t);
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "outbox: cannot scan the store for queued replies")
-            }
-        }
+        outbox.scan_store();
         let worker = outbox.clone();
         tokio::spawn(async move { worker.run().await });
+        let sweeper = outbox.clone();
+        tokio::spawn(async move { sweeper.run_sweep().await });
         outbox
+    }
+
+    /// The reply budget, taken when a reply is released.
+    pub fn limiter(&self) -> Arc<RateLimiter> {
+        self.inner.limiter.clone()
+    }
+
+    /// Asks the sweep to look at this ticket when something in it may
+    /// need settling (`settle::next_check`).
+    pub fn watch(&self, ticket: &Ticket) {
+        if let Some(at) = crate::settle::next_check(ticket, self.horizon()) {
+            self.watch_at((ticket.id.clone(), String::new()), at);
+        }
+    }
+
+    /// A message just written to `ticket` waits for the next hop's answer:
+    /// the sweep looks at the ticket at the horizon unless
+    /// [`Outbox::answered`] says it got one first.
+    pub fn watch_message(&self, ticket: &str, identity: &str) {
+        let at = Timestamp::now() + self.horizon();
+        self.watch_at((ticket.to_string(), identity.to_string()), at);
+    }
+
+    /// The next hop's answer to the message is on the ticket. After a 4xx
+    /// the sweep still looks at the horizon: no retry may come.
+    pub fn answered(&self, ticket: &Ticket, identity: &str, verdict: crate::settle::HopVerdict) {
+        self.enqueue_queued(ticket);
+        if !matches!(verdict, crate::settle::HopVerdict::Temporary(_)) {
+            let key = (ticket.id.clone(), identity.to_string());
+            let mut watched = self.inner.watched.lock().unwrap_or_else(|p| p.into_inner());
+            watched.remove(&key);
+        }
+    }
+
+    fn watch_at(&self, key: (String, String), at: Timestamp) {
+        let mut watched = self.inner.watched.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = watched.entry(key).or_insert(at);
+        *entry = (*entry).min(at);
+    }
+
+    fn horizon(&self) -> Duration {
+        Duration::from_secs(self.inner.config.settle_horizon_secs)
+    }
+
+    /// Every ticket, a page at a time: queued replies to the worker, what
+    /// is left to settle to the sweep.
+    fn scan_store(&self) {
+        let store = &self.inner.store;
+        let index = match store.ticket_index() {
+            Ok(index) => index,
+            Err(e) => {
+                tracing::error!(error = %e, "outbox: cannot scan the store for pending replies");
+                return;
+            }
+        };
+        for page in index.chunks(crate::store::LIST_PAGE) {
+            match store.tickets_of(page) {
+                Ok(tickets) => tickets.iter().for_each(|t| {
+                    self.enqueue_queued(t);
+                    self.watch(t);
+                }),
+                Err(e) => tracing::error!(error = %e, "outbox: cannot read tickets"),
+            }
+        }
     }
 
     /// Registers the ticket's queued replies and wakes the worker.
@@ -148,12 +238,85 @@ impl Outbox {
                 next = Some(next.map_or(d, |n| n.min(d)));
                 continue;
             }
+            let reply = match self.begin_attempt(&key).await {
+                Permit::Send(reply) => reply,
+                Permit::Settled => {
+                    self.forget(&key);
+                    continue;
+                }
+                Permit::Unrecorded => {
+                    let d = Duration::from_secs(self.inner.config.retry_initial_secs.max(1));
+                    next = Some(next.map_or(d, |n| n.min(d)));
+                    continue;
+                }
+            };
             let attempt = self.send(&reply).await;
             if let Some(d) = self.record(&key, attempt).await {
                 next = Some(next.map_or(d, |n| n.min(d)));
             }
         }
         next
+    }
+
+    /// Records an attempt before it is made: counted, and the next one
+    /// scheduled, so that a crash after sending retries later rather than
+    /// at once. A reply past its attempts fails; one of a void ticket is
+    /// cancelled.
+    async fn begin_attempt(&self, key: &Key) -> Permit {
+        let cfg = &self.inner.config;
+        let (max_attempts, initial, max) =
+            (cfg.max_attempts, cfg.retry_initial_secs, cfg.retry_max_secs);
+        let msgid = key.1.clone();
+        let apply = move |t: &mut Ticket| {
+            let void = t.status == Status::Void;
+            let r = t
+                .replies
+                .iter_mut()
+                .find(|r| r.message_id == msgid)
+                .ok_or("reply vanished")?;
+            if r.state != ReplyState::Queued {
+                return Ok(());
+            }
+            if void {
+                r.state = ReplyState::Cancelled;
+                r.reason = Some(ReasonCode::ReplyCancelledVoid);
+            } else if r.attempts >= max_attempts {
+                r.state = ReplyState::Failed;
+                r.reason = Some(ReasonCode::ReplyFailedAttempts);
+            } else {
+                r.attempts += 1;
+                let secs = backoff(initial, max, r.attempts);
+                r.next_attempt_at = Some(rfc3339(
+                    time::OffsetDateTime::now_utc() + Duration::from_secs(secs),
+                ));
+            }
+            Ok(())
+        };
+        let change = Change::Update {
+            id: key.0.clone(),
+            dedupe_key: None,
+            apply: Box::new(apply),
+        };
+        match self.inner.store.submit(change).await {
+            Ok(outcome) => {
+                let t = outcome.ticket();
+                match t.replies.iter().find(|r| r.message_id == key.1) {
+                    Some(r) if r.state == ReplyState::Queued => Permit::Send(r.clone()),
+                    Some(r) => {
+                        log_reply(t, r, "not sent");
+                        Permit::Settled
+                    }
+                    None => Permit::Settled,
+                }
+            }
+            Err(crate::store::StoreError::Rejected(_) | crate::store::StoreError::NotFound(_)) => {
+                Permit::Settled
+            }
+            Err(e) => {
+                tracing::error!(error = %e, ticket = %key.0, "outbox: cannot record an attempt; not sending it");
+                Permit::Unrecorded
+            }
+        }
     }
 
     fn current(&self, (ticket, msgid): &Key) -> Option<ReplyRecord> {
@@ -202,31 +365,36 @@ impl Outbox {
     async fn record(&self, key: &Key, attempt: Attempt) -> Option<Duration> {
         let cfg = &self.inner.config;
         let msgid = key.1.clone();
-        let (state, delay, note) = match &attempt {
+        let (state, reason, note) = match &attempt {
             Attempt::Sent => (ReplyState::Sent, None, String::new()),
-            Attempt::Fail(e) => (ReplyState::Failed, None, e.clone()),
-            Attempt::Retry(e) => (ReplyState::Queued, Some(()), e.clone()),
+            Attempt::Fail(e) => (
+                ReplyState::Failed,
+                Some(ReasonCode::ReplyFailedRelayRefused),
+                e.clone(),
+            ),
+            Attempt::Retry(e) => (ReplyState::Queued, None, e.clone()),
         };
         let (max_attempts, initial, max) =
             (cfg.max_attempts, cfg.retry_initial_secs, cfg.retry_max_secs);
+        // The attempt was counted and the next one scheduled before it was
+        // made (`begin_attempt`); a retry keeps that schedule.
         let apply = move |t: &mut Ticket| {
             let r = t
                 .replies
                 .iter_mut()
                 .find(|r| r.message_id == msgid)
                 .ok_or("reply vanished")?;
-            r.attempts += 1;
+            if r.state != ReplyState::Queued {
+                return Ok(());
+            }
             r.state = state;
-            r.next_attempt_at = None;
-            if delay.is_some() {
-                if r.attempts >= max_attempts {
-                    r.state = ReplyState::Failed;
-                } else {
-                    let secs = backoff(initial, max, r.attempts);
-                    r.next_attempt_at = Some(rfc3339(
-                        time::OffsetDateTime::now_utc() + Duration::from_secs(secs),
-                    ));
-                }
+            r.reason = reason;
+            if state != ReplyState::Queued {
+                r.next_attempt_at = None;
+            } else if r.attempts >= max_attempts {
+                r.state = ReplyState::Failed;
+                r.reason = Some(ReasonCode::ReplyFailedAttempts);
+                r.next_attempt_at = None;
             }
             Ok(())
         };
@@ -239,25 +407,33 @@ impl Outbox {
             Ok(outcome) => {
                 let ticket = outcome.ticket();
                 let r = ticket.replies.iter().find(|r| r.message_id == key.1)?;
-                tracing::info!(
-                    target: "ticketgate::outbox",
-                    ticket = %ticket.id, message_id = %r.message_id, to = %r.to,
-                    state = r.state.as_str(), attempts = r.attempts, note = %note,
-                    "reply"
-                );
-                METRICS.reply(r.state);
+                log_reply(ticket, r, &note);
                 if r.state != ReplyState::Queued {
                     self.forget(key);
                     return None;
                 }
                 Some(Duration::from_secs(backoff(initial, max, r.attempts)))
             }
+            // The reply stays queued with its next attempt scheduled: it
+            // goes again then (at least once), and the attempts it may
+            // make stay bounded.
             Err(e) => {
                 tracing::error!(error = %e, ticket = %key.0, "outbox: cannot record a delivery attempt");
-                Some(Duration::from_secs(initial))
+                Some(Duration::from_secs(backoff(initial, max, 1)))
             }
         }
     }
+}
+
+fn log_reply(ticket: &Ticket, r: &ReplyRecord, note: &str) {
+    tracing::info!(
+        target: "ticketgate::outbox",
+        ticket = %ticket.id, message_id = %r.message_id, to = %r.to,
+        state = r.state.as_str(), attempts = r.attempts,
+        reason = r.reason.map(|c| c.as_str()).unwrap_or(""), note = %note,
+        "reply"
+    );
+    METRICS.reply(r.state);
 }
 
 fn backoff(initial: u64, max: u64, attempts: u32) -> u64 {

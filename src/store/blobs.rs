@@ -38,6 +38,9 @@ pub(crate) fn put_blob(blobs: &Path, bytes: &[u8]) -> Result<String, StoreError>
         && meta.is_file()
         && meta.len() == bytes.len() as u64
     {
+        // Its age is what the retention sweep reads: a blob used again is
+        // young again.
+        touch(&path).map_err(|e| StoreError::io("blob touch", e))?;
         sync_dir(blobs).map_err(|e| StoreError::io("blob dir fsync", e))?;
         return Ok(sha);
     }
@@ -49,6 +52,13 @@ pub(crate) fn put_blob(blobs: &Path, bytes: &[u8]) -> Result<String, StoreError>
     }
     sync_dir(blobs).map_err(|e| StoreError::io("blob dir fsync", e))?;
     Ok(sha)
+}
+
+fn touch(path: &Path) -> io::Result<()> {
+    OpenOptions::new()
+        .write(true)
+        .open(path)?
+        .set_modified(std::time::SystemTime::now())
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {

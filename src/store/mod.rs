@@ -15,6 +15,7 @@
 mod blobs;
 mod durable;
 mod error;
+mod retention;
 mod schema;
 pub use schema::LIST_PAGE;
 mod writer;
@@ -23,7 +24,7 @@ mod writer;
 mod tests;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
 use tokio::sync::{mpsc, oneshot};
@@ -100,6 +101,8 @@ struct Inner {
     reader: Reader,
     tx: mpsc::Sender<Msg>,
     blobs_dir: PathBuf,
+    /// Shared by blob writes, exclusive for the retention sweep's removals.
+    blob_lock: RwLock<()>,
     writer: Mutex<Option<JoinHandle<()>>>,
     #[cfg_attr(not(test), allow(dead_code))]
     stats: Arc<Stats>,
@@ -161,6 +164,7 @@ impl TicketStore {
                 reader,
                 tx,
                 blobs_dir,
+                blob_lock: RwLock::new(()),
                 writer: Mutex::new(Some(handle)),
                 stats,
             }),
@@ -210,6 +214,11 @@ impl TicketStore {
 
     /// Stores `bytes` as `<dir>/blobs/<sha256>` durably; returns the hex SHA-256.
     pub fn put_blob(&self, bytes: &[u8]) -> Result<String, StoreError> {
+        let _shared = self
+            .inner
+            .blob_lock
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
         blobs::put_blob(&self.inner.blobs_dir, bytes)
     }
 

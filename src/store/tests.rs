@@ -25,6 +25,7 @@ fn ticket() -> Ticket {
         messages: vec![],
         replies: vec![],
         history: vec![],
+        void: None,
     }
 }
 

@@ -1,0 +1,207 @@
+//! What a crash leaves in the store, settled by the outbox when it starts:
+//! stores written as a killed process leaves them (a held reply of a
+//! recorded delivery, a held reply whose message never got its 250, a
+//! reply sent but not recorded as sent), then an outbox started on them
+//! and a relay sink that shows what went out.
+
+mod common;
+
+use common::*;
+use ticketgate::config::OutboxConfig;
+use ticketgate::outbox::Outbox;
+use ticketgate::reason::ReasonCode;
+use ticketgate::store::{Change, TicketStore};
+use ticketgate::ticket::{
+    Action, MessageRecord, ReplyKind, ReplyRecord, ReplyState, Status, Ticket, Urgency, now_rfc3339,
+};
+
+fn config() -> OutboxConfig {
+    OutboxConfig {
+        retry_initial_secs: 1,
+        sweep_interval_secs: 1,
+        settle_horizon_secs: 3600,
+        max_attempts: 3,
+        ..OutboxConfig::default()
+    }
+}
+
+/// A ticket of one message (`received_at`, `delivered`) and one reply.
+fn ticket(name: &str, received_at: &str, delivered: bool, state: ReplyState) -> Ticket {
+    let identity = format!("id-{name}");
+    let message_id = format!("reply-{name}@gate.test");
+    Ticket {
+        id: String::new(),
+        helpdesk: "Project++".into(),
+        queue: "nuovocaso".into(),
+        procedure: None,
+        sector: None,
+        urgency: Urgency::Normale,
+        contract: None,
+        status: Status::Open,
+        severity: None,
+        category: None,
+        requester: format!("{name}@caf.example"),
+        subject: name.into(),
+        created_at: received_at.into(),
+        due_at: None,
+        assignee: None,
+        recipients: vec![],
+        reasons: vec![],
+        messages: vec![MessageRecord {
+            message_id: None,
+            from: format!("{name}@caf.example"),
+            subject: name.into(),
+            received_at: received_at.into(),
+            attachments: vec![],
+            action: Action::Created,
+            recipients: vec![],
+            reasons: vec![],
+            raw_sha256: None,
+            delivered,
+            identity: Some(identity.clone()),
+            refused: None,
+        }],
+        replies: vec![ReplyRecord {
+            kind: ReplyKind::Created,
+            to: format!("{name}@caf.example"),
+            message_id: message_id.clone(),
+            state,
+            attempts: 0,
+            next_attempt_at: None,
+            raw: format!(
+                "From: <nuovocaso@projectpp.it>\r\nTo: <{name}@caf.example>\r\nSubject: {name}\r\nMessage-ID: <{message_id}>\r\nAuto-Submitted: auto-replied\r\n\r\nok\r\n"
+            ),
+            in_reply_to: None,
+            answers: Some(identity),
+            reason: None,
+        }],
+        history: vec![],
+        void: None,
+    }
+}
+
+async fn create(store: &TicketStore, t: Ticket) -> String {
+    let outcome = store
+        .submit(Change::Create {
+            prefix: "PP".into(),
+            year: 2026,
+            ticket: t,
+            dedupe_key: None,
+            finish: None,
+        })
+        .await
+        .unwrap();
+    outcome.ticket().id.clone()
+}
+
+const LONG_AGO: &str = "2026-01-01T00:00:00Z";
+
+fn by_subject(store: &TicketStore, subject: &str) -> Ticket {
+    store
+        .list()
+        .unwrap()
+        .into_iter()
+        .find(|t| t.subject == subject)
+        .unwrap()
+}
+
+fn rcpts(relay: &Sink) -> Vec<String> {
+    let mut all: Vec<String> = relay.messages().into_iter().flat_map(|m| m.rcpts).collect();
+    all.sort();
+    all
+}
+
+#[tokio::test]
+async fn start_up_settles_what_a_crash_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TicketStore::open(dir.path()).unwrap();
+    let now = now_rfc3339();
+    // Delivery recorded, reply still held (killed before the release).
+    create(
+        &store,
+        ticket("delivered", LONG_AGO, true, ReplyState::Held),
+    )
+    .await;
+    // Never got a 250, long ago: cancelled, and the ticket is void.
+    create(&store, ticket("lost", LONG_AGO, false, ReplyState::Held)).await;
+    // Never got a 250 yet, but just now: a retry may still come.
+    create(&store, ticket("young", &now, false, ReplyState::Held)).await;
+    // Sent once, killed before `sent` was recorded: sent again.
+    let mut resend = ticket("resend", LONG_AGO, true, ReplyState::Queued);
+    resend.replies[0].attempts = 1;
+    resend.replies[0].next_attempt_at = Some(LONG_AGO.into());
+    create(&store, resend).await;
+    // A void ticket's queued reply: never sent.
+    let mut void = ticket("void", LONG_AGO, false, ReplyState::Queued);
+    void.status = Status::Void;
+    create(&store, void).await;
+    // Out of attempts: failed, not sent.
+    let mut spent = ticket("spent", LONG_AGO, true, ReplyState::Queued);
+    spent.replies[0].attempts = 3;
+    create(&store, spent).await;
+
+    let relay = Sink::start(SinkBehaviour::default()).await;
+    let _outbox = Outbox::start(store.clone(), Some(relay.addr), "gate.test", config());
+    let s = store.clone();
+    let settled = eventually(|| {
+        ["delivered", "lost", "resend", "void", "spent"]
+            .iter()
+            .all(|n| {
+                let state = by_subject(&s, n).replies[0].state;
+                !matches!(state, ReplyState::Held | ReplyState::Queued)
+            })
+    })
+    .await;
+    assert!(settled, "{:#?}", store.list().unwrap());
+    assert_eq!(
+        rcpts(&relay),
+        vec!["delivered@caf.example", "resend@caf.example"]
+    );
+    let resent = relay
+        .messages()
+        .into_iter()
+        .find(|m| m.rcpts == ["resend@caf.example"])
+        .unwrap();
+    assert_eq!(
+        header(&resent.data, "Message-ID").as_deref(),
+        Some("<reply-resend@gate.test>"),
+        "the same Message-ID as the first attempt"
+    );
+    let lost = by_subject(&store, "lost");
+    assert_eq!(lost.status, Status::Void);
+    assert_eq!(
+        lost.void.map(|v| v.reason),
+        Some(ReasonCode::TicketVoidUndelivered)
+    );
+    assert_eq!(
+        lost.replies[0].reason,
+        Some(ReasonCode::ReplyCancelledUndelivered)
+    );
+    let void = by_subject(&store, "void").replies[0].clone();
+    assert_eq!(void.state, ReplyState::Cancelled);
+    assert_eq!(void.reason, Some(ReasonCode::ReplyCancelledVoid));
+    let spent = by_subject(&store, "spent").replies[0].clone();
+    assert_eq!(spent.state, ReplyState::Failed);
+    assert_eq!(spent.reason, Some(ReasonCode::ReplyFailedAttempts));
+    let young = by_subject(&store, "young");
+    assert_eq!(young.replies[0].state, ReplyState::Held);
+    assert_eq!(young.status, Status::Open);
+}
+
+#[tokio::test]
+async fn an_attempt_that_cannot_be_recorded_is_not_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TicketStore::open(dir.path()).unwrap();
+    create(&store, ticket("queued", LONG_AGO, true, ReplyState::Queued)).await;
+    let for_outbox = store.clone();
+    // The writer stops: reads still work, no write can be recorded.
+    store.close().await;
+    let relay = Sink::start(SinkBehaviour::default()).await;
+    let _outbox = Outbox::start(for_outbox.clone(), Some(relay.addr), "gate.test", config());
+    // Several rounds of the worker (retry_initial_secs = 1).
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert!(relay.messages().is_empty(), "sent without a record");
+    let t = by_subject(&for_outbox, "queued");
+    assert_eq!(t.replies[0].state, ReplyState::Queued);
+    assert_eq!(t.replies[0].attempts, 0);
+}
