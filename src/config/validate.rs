@@ -103,6 +103,7 @@ pub fn validate(file: &Path, config: &Config) -> Result<(), ConfigError> {
         for (q, queue) in desk.queues.iter().enumerate() {
             check_address(&queue.address)
                 .map_err(|m| invalid(key(&format!("queue[{q}].address")), m))?;
+            check_aliases(queue).map_err(|m| invalid(key(&format!("queue[{q}].aliases")), m))?;
             let lower = queue.address.to_lowercase();
             if let Some(other) = seen_address.insert(lower, desk.name.clone()) {
                 return Err(invalid(
@@ -117,6 +118,38 @@ pub fn validate(file: &Path, config: &Config) -> Result<(), ConfigError> {
                     key(&format!("severity[{s}].level")),
                     "must not be empty".into(),
                 ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Aliases name procedures of their queue, are not empty, and no alias
+/// stands for two procedures (which one would it pick?).
+fn check_aliases(queue: &super::QueueConfig) -> Result<(), String> {
+    let mut seen: HashMap<String, &str> = HashMap::new();
+    for name in &queue.procedures {
+        seen.insert(name.trim().to_lowercase(), name);
+    }
+    for (procedure, aliases) in &queue.aliases {
+        if !queue.procedures.contains(procedure) {
+            return Err(format!(
+                "`{procedure}` is not one of this queue's procedures ({})",
+                queue.procedures.join(", ")
+            ));
+        }
+        for alias in aliases {
+            let folded = alias.trim().to_lowercase();
+            if folded.is_empty() {
+                return Err(format!("an alias of `{procedure}` is empty"));
+            }
+            match seen.insert(folded, procedure) {
+                Some(other) if other != procedure => {
+                    return Err(format!(
+                        "`{alias}` would name both `{other}` and `{procedure}`"
+                    ));
+                }
+                _ => {}
             }
         }
     }
