@@ -405,7 +405,11 @@ async fn a_good_subject_and_a_screenshot_open_a_normal_case() {
             .unwrap()
     };
     assert!(!asks(by_ticket(&id)));
-    assert!(asks(by_ticket(&vague)), "{}", body_of(&by_ticket(&vague).data));
+    assert!(
+        asks(by_ticket(&vague)),
+        "{}",
+        body_of(&by_ticket(&vague).data)
+    );
     assert!(sent.iter().all(|m| m.rcpts == vec![REQUESTER]));
 }
 
