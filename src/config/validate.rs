@@ -173,3 +173,50 @@ pub fn check_address(addr: &str) -> Result<(), String> {
         Err(format!("`{addr}` is not an address (local@domain)"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue(aliases: &[(&str, &[&str])]) -> super::super::QueueConfig {
+        super::super::QueueConfig {
+            address: "helpdesk.sisemplice.patronato@01s.it".into(),
+            name: None,
+            procedures: vec![
+                "ANF-AUU".into(),
+                "Contabilità INAC".into(),
+                "Patronato".into(),
+            ],
+            aliases: aliases
+                .iter()
+                .map(|(p, a)| (p.to_string(), a.iter().map(|s| s.to_string()).collect()))
+                .collect(),
+            sector: None,
+            apply_sector_rules: false,
+        }
+    }
+
+    #[test]
+    fn aliases_name_their_queues_procedures_once() {
+        assert!(
+            check_aliases(&queue(&[
+                ("ANF-AUU", &["ANF", "AUU"]),
+                ("Contabilità INAC", &["INAC"])
+            ]))
+            .is_ok()
+        );
+        let err = check_aliases(&queue(&[("ANF", &["AUU"])])).unwrap_err();
+        assert!(err.contains("not one of this queue's procedures"), "{err}");
+        let err = check_aliases(&queue(&[("ANF-AUU", &[" "])])).unwrap_err();
+        assert!(err.contains("empty"), "{err}");
+        let err = check_aliases(&queue(&[
+            ("ANF-AUU", &["INAC"]),
+            ("Contabilità INAC", &["inac"]),
+        ]))
+        .unwrap_err();
+        assert!(err.contains("would name both"), "{err}");
+        // An alias that is another procedure's name.
+        let err = check_aliases(&queue(&[("ANF-AUU", &["patronato"])])).unwrap_err();
+        assert!(err.contains("would name both"), "{err}");
+    }
+}
