@@ -39,6 +39,9 @@ use crate::reason::ReasonCode;
 pub struct AuthVerdict {
     /// DMARC passed for the From domain.
     pub dmarc_pass: bool,
+    /// SPF said the client may not send for the envelope sender's domain
+    /// (`fail` or `softfail`); false when nothing was checked.
+    pub spf_fail: bool,
     pub reasons: Vec<ReasonCode>,
     /// The method results of RFC 8601, e.g. `none` or
     /// `spf=pass ...; dkim=pass ...; dmarc=pass ...`, on one line.
@@ -58,6 +61,7 @@ impl AuthVerdict {
     fn none(results: &str) -> AuthVerdict {
         AuthVerdict {
             dmarc_pass: false,
+            spf_fail: false,
             reasons: vec![ReasonCode::AuthNone],
             results: results.into(),
         }
@@ -66,6 +70,7 @@ impl AuthVerdict {
     fn temperror(why: &str) -> AuthVerdict {
         AuthVerdict {
             dmarc_pass: false,
+            spf_fail: false,
             reasons: vec![ReasonCode::AuthTempError],
             results: format!(
                 "spf=temperror ({why}); dkim=temperror ({why}); dmarc=temperror ({why})"
@@ -325,9 +330,41 @@ async fn check(
     }
     AuthVerdict {
         dmarc_pass: dmarc_status == Status::Pass,
+        spf_fail: matches!(spf.result(), SpfResult::Fail | SpfResult::SoftFail),
         reasons,
         results,
     }
+}
+
+/// An address as a person is known by: lowercase, without angle brackets,
+/// and without the BATV tag a sending MTA puts on the envelope sender
+/// (`prvs=1234abcdef=mario@example.com` is `mario@example.com`), so the
+/// envelope sender and the From of the same person compare equal.
+pub fn canonical_address(addr: &str) -> String {
+    let addr = addr
+        .trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .trim()
+        .to_lowercase();
+    let Some((local, domain)) = addr.rsplit_once('@') else {
+        return addr;
+    };
+    match strip_batv(local) {
+        Some(core) => format!("{core}@{domain}"),
+        None => addr,
+    }
+}
+
+/// The local part under a BATV `prvs=TAG=local` tag (TAG: key digit, three
+/// day digits, six hex digits), if it has one.
+fn strip_batv(local: &str) -> Option<&str> {
+    let rest = local.strip_prefix("prvs=")?;
+    let (tag, core) = rest.split_once('=')?;
+    let is_tag = tag.len() == 10
+        && tag[..4].bytes().all(|b| b.is_ascii_digit())
+        && tag[4..].bytes().all(|b| b.is_ascii_hexdigit());
+    (is_tag && !core.is_empty()).then_some(core)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -516,6 +553,32 @@ mod tests {
             from,
             rcpts: &[],
         }
+    }
+
+    #[test]
+    fn addresses_compare_without_case_and_batv_tag() {
+        let c = canonical_address;
+        assert_eq!(c(" <Mario@Cliente.Example> "), "mario@cliente.example");
+        assert_eq!(
+            c("prvs=1234abcdef=mario@cliente.example"),
+            "mario@cliente.example"
+        );
+        assert_eq!(
+            c("PRVS=0123ABCDEF=Mario@cliente.example"),
+            "mario@cliente.example"
+        );
+        // Not a BATV tag: kept as written.
+        assert_eq!(c("prvs=12=mario@x.example"), "prvs=12=mario@x.example");
+        assert_eq!(
+            c("prvs=1234abcdef=@x.example"),
+            "prvs=1234abcdef=@x.example"
+        );
+        assert_eq!(
+            c("prvs=1234abcdeg=a@x.example"),
+            "prvs=1234abcdeg=a@x.example"
+        );
+        assert_eq!(c(""), "");
+        assert_eq!(c("no-at-sign"), "no-at-sign");
     }
 
     #[test]

@@ -73,30 +73,10 @@ pub fn classify(desk: &HelpdeskConfig, queue: &QueueConfig, mail: &ParsedMail) -
     let rules = &desk.rules;
     let subject = Folded::new(&mail.subject);
     let stripped_subject = strip_reply_prefixes(&mail.subject);
-    let command_subject = Folded::new(stripped_subject);
     let body = Folded::new(&mail.new_text);
     let mut reasons = Vec::new();
 
-    // Procedure: only queues that list procedures.
-    let procedure = match queue.procedures.as_slice() {
-        [] => None,
-        [only] => {
-            reasons.push(ReasonCode::ProcedureQueue);
-            Some(only.clone())
-        }
-        many => {
-            if let Some(p) = best_phrase(&subject, many) {
-                reasons.push(ReasonCode::ProcedureSubjectMatch);
-                Some(p.clone())
-            } else if let Some(p) = best_phrase(&body, many) {
-                reasons.push(ReasonCode::ProcedureBodyMatch);
-                Some(p.clone())
-            } else {
-                reasons.push(ReasonCode::ProcedureNone);
-                None
-            }
-        }
-    };
+    let procedure = procedure_of(queue, &subject, &body, &mut reasons);
 
     // Sector: the queue's, else keyword rules where the queue applies them,
     // else the helpdesk default.
@@ -153,49 +133,15 @@ pub fn classify(desk: &HelpdeskConfig, queue: &QueueConfig, mail: &ParsedMail) -
         reasons.push(ReasonCode::ContractBody);
     }
 
-    // Command words in the subject after the reply prefixes. A subject with
-    // both ("riaprire il caso chiuso") means reopen.
-    let command = if rules
-        .reopen_words
-        .iter()
-        .any(|w| command_subject.contains_word(w))
-    {
-        reasons.push(ReasonCode::CommandReopen);
-        Some(MailCommand::Reopen)
-    } else if rules
-        .close_words
-        .iter()
-        .any(|w| command_subject.contains_word(w))
-    {
-        reasons.push(ReasonCode::CommandClose);
-        Some(MailCommand::Close)
-    } else {
-        None
-    };
+    let command = mail_command(desk, &mail.subject, &[]);
+    reasons.extend(command.map(|c| match c {
+        MailCommand::Close => ReasonCode::CommandClose,
+        MailCommand::Reopen => ReasonCode::CommandReopen,
+    }));
 
     let subject_ticket_id = find_ticket_id(&mail.subject, &desk.ticket_prefix);
 
-    // Quality check, only where the rules ask for it.
-    let mut vague = false;
-    if !rules.vague_subjects.is_empty() {
-        let s = trim_vague(stripped_subject);
-        let folded = fold_phrase(s);
-        if folded.is_empty()
-            || rules
-                .vague_subjects
-                .iter()
-                .any(|v| fold_phrase(trim_vague(v)) == folded)
-        {
-            vague = true;
-            reasons.push(ReasonCode::QualityVagueSubject);
-        }
-    }
-    if let Some(min) = rules.min_body_chars
-        && mail.new_text.trim().chars().count() < min
-    {
-        vague = true;
-        reasons.push(ReasonCode::QualityShortBody);
-    }
+    let vague = is_vague(rules, mail, stripped_subject, &mut reasons);
 
     Classification {
         procedure,
@@ -209,6 +155,169 @@ pub fn classify(desk: &HelpdeskConfig, queue: &QueueConfig, mail: &ParsedMail) -
     }
 }
 
+/// The procedure of a queue shared by several: the one named (by its name
+/// or an alias, as a word) earliest in the subject, else in the body.
+fn procedure_of(
+    queue: &QueueConfig,
+    subject: &Folded,
+    body: &Folded,
+    reasons: &mut Vec<ReasonCode>,
+) -> Option<String> {
+    match queue.procedures.as_slice() {
+        [] => None,
+        [only] => {
+            reasons.push(ReasonCode::ProcedureQueue);
+            Some(only.clone())
+        }
+        many => {
+            let names = procedure_names(many, queue);
+            let found = best_phrase(subject, &names)
+                .map(|n| (n, ReasonCode::ProcedureSubjectMatch))
+                .or_else(|| best_phrase(body, &names).map(|n| (n, ReasonCode::ProcedureBodyMatch)));
+            let Some(((name, procedure), code)) = found else {
+                reasons.push(ReasonCode::ProcedureNone);
+                return None;
+            };
+            reasons.push(code);
+            if name != procedure {
+                reasons.push(ReasonCode::ProcedureAlias);
+            }
+            Some(procedure.clone())
+        }
+    }
+}
+
+/// Every name a procedure goes by, with the procedure: its own, then its
+/// aliases.
+fn procedure_names<'a>(
+    procedures: &'a [String],
+    queue: &'a QueueConfig,
+) -> Vec<(&'a String, &'a String)> {
+    let mut names: Vec<(&String, &String)> = procedures.iter().map(|p| (p, p)).collect();
+    for p in procedures {
+        for alias in queue.aliases.get(p).into_iter().flatten() {
+            names.push((alias, p));
+        }
+    }
+    names
+}
+
+/// Quality check, only where the rules ask for it: a vague subject, or a
+/// body too short to describe the problem. A good subject with a picture
+/// attached (the tray icon's screenshot) needs no words in the body.
+fn is_vague(
+    rules: &crate::config::RulesConfig,
+    mail: &ParsedMail,
+    stripped_subject: &str,
+    reasons: &mut Vec<ReasonCode>,
+) -> bool {
+    let mut vague = false;
+    if !rules.vague_subjects.is_empty() {
+        let folded = fold_phrase(trim_vague(stripped_subject));
+        if folded.is_empty()
+            || rules
+                .vague_subjects
+                .iter()
+                .any(|v| fold_phrase(trim_vague(v)) == folded)
+        {
+            vague = true;
+            reasons.push(ReasonCode::QualityVagueSubject);
+        }
+    }
+    if let Some(min) = rules.min_body_chars
+        && mail.new_text.trim().chars().count() < min
+    {
+        let picture = mail
+            .shape
+            .attachments
+            .iter()
+            .any(|(content_type, _)| content_type.starts_with("image/"));
+        if picture && !vague {
+            reasons.push(ReasonCode::QualityImageAttached);
+        } else {
+            vague = true;
+            reasons.push(ReasonCode::QualityShortBody);
+        }
+    }
+    vague
+}
+
+/// The close / reopen word in what the sender wrote in `subject`. Reply
+/// prefixes, this helpdesk's ticket ids and the text of our own replies'
+/// subjects on the case (`ours`, as sent) are taken out first: "R:
+/// [PP-2026-000001] Apertura ticket: Il gestionale si è chiuso" quotes the
+/// case, it does not close it. A subject with both words ("riaprire il caso
+/// chiuso") means reopen.
+pub fn mail_command(desk: &HelpdeskConfig, subject: &str, ours: &[String]) -> Option<MailCommand> {
+    let prefix = &desk.ticket_prefix;
+    let mut written = own_words(head(subject), prefix);
+    for text in ours {
+        let quoted = own_words(head(text), prefix);
+        written = without_phrase(&written, &quoted);
+    }
+    let written = Folded::new(&written);
+    let rules = &desk.rules;
+    if rules.reopen_words.iter().any(|w| written.contains_word(w)) {
+        Some(MailCommand::Reopen)
+    } else if rules.close_words.iter().any(|w| written.contains_word(w)) {
+        Some(MailCommand::Close)
+    } else {
+        None
+    }
+}
+
+/// Subjects are read for commands up to this many chars: one header line
+/// (RFC 5322 §2.1.1) and more. Cutting our quoted subject out costs the
+/// product of two lengths, which this keeps small whatever a mail holds.
+const MAX_COMMAND_SUBJECT_CHARS: usize = 1000;
+
+fn head(subject: &str) -> &str {
+    match subject.char_indices().nth(MAX_COMMAND_SUBJECT_CHARS) {
+        Some((at, _)) => &subject[..at],
+        None => subject,
+    }
+}
+
+/// `subject` without reply prefixes and without this helpdesk's ticket ids
+/// (with the brackets around them).
+fn own_words(subject: &str, prefix: &str) -> String {
+    let mut rest = strip_reply_prefixes(subject).to_string();
+    while let Some((start, end)) = locate_ticket_id(&rest, prefix) {
+        let b = rest.as_bytes();
+        let bracketed = start > 0
+            && matches!(b[start - 1], b'[' | b'(')
+            && matches!(b.get(end), Some(b']' | b')'));
+        let (start, end) = if bracketed {
+            (start - 1, end + 1)
+        } else {
+            (start, end)
+        };
+        rest.replace_range(start..end, " ");
+    }
+    strip_reply_prefixes(&rest).to_string()
+}
+
+/// `text` with every occurrence of `phrase` (folded, as whole words) cut
+/// out.
+fn without_phrase(text: &str, phrase: &str) -> String {
+    let needle = fold_phrase(phrase);
+    if needle.is_empty() {
+        return text.to_string();
+    }
+    let hay = Folded::new(text);
+    let mut keep = vec![true; hay.orig.len()];
+    let mut from = 0;
+    while let Some(at) = hay.find_from(&needle, Match::Word, from) {
+        keep[at..at + needle.len()].fill(false);
+        from = at + needle.len();
+    }
+    hay.orig
+        .iter()
+        .zip(keep)
+        .filter_map(|(c, k)| k.then_some(*c))
+        .collect()
+}
+
 fn trim_vague(s: &str) -> &str {
     s.trim()
         .trim_end_matches(|c: char| c.is_whitespace() || "!.?,;:…".contains(c))
@@ -218,6 +327,13 @@ fn trim_vague(s: &str) -> &str {
 /// A ticket id `<prefix>-<4 digits>-<6 digits>` on word boundaries, e.g. in
 /// "R: [pp-2026-000042] stampa"; returned with the prefix uppercased.
 fn find_ticket_id(subject: &str, prefix: &str) -> Option<String> {
+    let (start, end) = locate_ticket_id(subject, prefix)?;
+    let (_, number) = subject[start..end].split_at(prefix.len());
+    Some(format!("{}{number}", prefix.to_ascii_uppercase()))
+}
+
+/// Byte range of the first ticket id of `prefix` in `subject`.
+fn locate_ticket_id(subject: &str, prefix: &str) -> Option<(usize, usize)> {
     let b = subject.as_bytes();
     let p = prefix.as_bytes();
     let len = p.len() + 12;
@@ -225,26 +341,19 @@ fn find_ticket_id(subject: &str, prefix: &str) -> Option<String> {
         return None;
     }
     let digits = |s: &[u8]| s.iter().all(u8::is_ascii_digit);
-    for i in 0..=b.len() - len {
-        if i > 0 && b[i - 1].is_ascii_alphanumeric() {
-            continue;
-        }
+    (0..=b.len() - len).find_map(|i| {
         let cand = &b[i..i + len];
         let rest = &cand[p.len()..];
-        if cand[..p.len()].eq_ignore_ascii_case(p)
+        let found = (i == 0 || !b[i - 1].is_ascii_alphanumeric())
+            && cand[..p.len()].eq_ignore_ascii_case(p)
             && rest[0] == b'-'
             && digits(&rest[1..5])
             && rest[5] == b'-'
             && digits(&rest[6..12])
-            && b.get(i + len).is_none_or(|c| !c.is_ascii_alphanumeric())
-        {
-            // All bytes matched are ASCII.
-            let year = std::str::from_utf8(&rest[1..5]).ok()?;
-            let num = std::str::from_utf8(&rest[6..12]).ok()?;
-            return Some(format!("{}-{year}-{num}", prefix.to_ascii_uppercase()));
-        }
-    }
-    None
+            && b.get(i + len).is_none_or(|c| !c.is_ascii_alphanumeric());
+        // Every byte matched is ASCII, so both ends are char boundaries.
+        found.then_some((i, i + len))
+    })
 }
 
 /// `<label> : value`, any horizontal spacing around the colon, the label on
@@ -295,20 +404,21 @@ fn find_contract(body: &Folded, label: &str) -> Option<String> {
     None
 }
 
-/// The phrase found earliest in `text`; on a tie, the longest.
-fn best_phrase<'a>(text: &Folded, phrases: &'a [String]) -> Option<&'a String> {
-    phrases
+/// The `(name, value)` whose name is found earliest in `text`, as a whole
+/// word; on a tie, the longest name.
+fn best_phrase<'a, T>(text: &Folded, names: &[(&'a String, &'a T)]) -> Option<(&'a String, &'a T)> {
+    names
         .iter()
-        .filter_map(|p| {
-            let folded = fold_phrase(p);
+        .filter_map(|&(name, value)| {
+            let folded = fold_phrase(name);
             if folded.is_empty() {
                 return None;
             }
             text.find(&folded, Match::Word)
-                .map(|at| (at, std::cmp::Reverse(folded.len()), p))
+                .map(|at| (at, std::cmp::Reverse(folded.len()), (name, value)))
         })
         .min_by_key(|(at, len, _)| (*at, *len))
-        .map(|(_, _, p)| p)
+        .map(|(_, _, found)| found)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -438,6 +548,7 @@ mod tests {
                     address: "nuovocaso@projectpp.it".into(),
                     name: None,
                     procedures: vec![],
+                    aliases: Default::default(),
                     sector: None,
                     apply_sector_rules: true,
                 },
@@ -445,6 +556,7 @@ mod tests {
                     address: "supporto.gestionale@projectpp.it".into(),
                     name: None,
                     procedures: vec![],
+                    aliases: Default::default(),
                     sector: Some("gestionale".into()),
                     apply_sector_rules: false,
                 },
@@ -622,6 +734,58 @@ mod tests {
         assert!(!run("Problema emissione fatture", LONG).vague);
     }
 
+    fn with_attachment(subject: &str, content_type: &str) -> Classification {
+        let d = pp();
+        let mut m = mail(subject, "");
+        m.shape.attachments = vec![(content_type.into(), Some("schermata".into()))];
+        classify(&d, &d.queues[0], &m)
+    }
+
+    #[test]
+    fn a_good_subject_and_a_screenshot_are_a_complete_report() {
+        let c = with_attachment("Errore 55 emissione fatture", "image/png");
+        assert!(!c.vague, "{:?}", c.reasons);
+        assert!(c.reasons.contains(&ReasonCode::QualityImageAttached));
+        // A vague subject asks for details whatever is attached.
+        let c = with_attachment("Aiuto", "image/png");
+        assert!(c.vague);
+        assert!(c.reasons.contains(&ReasonCode::QualityVagueSubject));
+        // Not a picture: the body must say it.
+        let c = with_attachment("Errore 55 emissione fatture", "application/pdf");
+        assert!(c.vague);
+        assert!(c.reasons.contains(&ReasonCode::QualityShortBody));
+    }
+
+    #[test]
+    fn commands_only_in_what_the_sender_wrote() {
+        let d = pp();
+        let id = "PP-2026-000001";
+        let ours = vec![format!(
+            "[{id}] Apertura ticket: Il gestionale si è chiuso da solo durante la stampa delle fatture"
+        )];
+        let quoting = format!(
+            "R: [{id}] Apertura ticket: Il gestionale si è chiuso da solo durante la stampa delle fatture"
+        );
+        assert_eq!(mail_command(&d, &quoting, &ours), None);
+        assert_eq!(mail_command(&d, &quoting, &[]), Some(MailCommand::Close));
+        let asking = format!("{quoting} - risolto, potete chiudere");
+        assert_eq!(mail_command(&d, &asking, &ours), Some(MailCommand::Close));
+        // Folded the way clients fold: case, spacing, prefixes repeated.
+        let shouting = format!(
+            "RE: R:  [{}]  APERTURA TICKET:  il gestionale si e chiuso da solo durante la stampa delle fatture",
+            id.to_lowercase()
+        );
+        assert_eq!(mail_command(&d, &shouting, &ours), None);
+        // Our closing notice answered with "riaprire".
+        let closed = vec![format!("[{id}] Ticket chiuso: Stampa")];
+        let reply = format!("R: [{id}] Ticket chiuso: Stampa - da riaprire");
+        assert_eq!(mail_command(&d, &reply, &closed), Some(MailCommand::Reopen));
+        let bare = format!("R: [{id}] Ticket chiuso: Stampa");
+        assert_eq!(mail_command(&d, &bare, &closed), None);
+        // The ticket id itself holds no word.
+        assert_eq!(mail_command(&d, &format!("({id})"), &[]), None);
+    }
+
     #[test]
     fn procedures() {
         let mut d = pp();
@@ -635,6 +799,14 @@ mod tests {
                 "Contabilità INAC".into(),
                 "Patronato".into(),
             ],
+            aliases: [
+                (
+                    "ANF-AUU".to_string(),
+                    vec!["ANF".to_string(), "AUU".to_string()],
+                ),
+                ("Contabilità INAC".to_string(), vec!["INAC".to_string()]),
+            ]
+            .into(),
             sector: None,
             apply_sector_rules: false,
         };
@@ -648,6 +820,25 @@ mod tests {
         assert!(c.reasons.contains(&ReasonCode::ProcedureBodyMatch));
         let c = classify(&d, &q, &mail("Patronato: ANF-AUU", "contabilità inac"));
         assert_eq!(c.procedure.as_deref(), Some("Patronato"));
+        // Aliases as words: "ANF" alone, "AUU" in the body; not "ANFORA".
+        let c = classify(
+            &d,
+            &q,
+            &mail("Domanda ANF respinta per IBAN non valido", "x"),
+        );
+        assert_eq!(c.procedure.as_deref(), Some("ANF-AUU"));
+        assert!(c.reasons.contains(&ReasonCode::ProcedureSubjectMatch));
+        assert!(c.reasons.contains(&ReasonCode::ProcedureAlias));
+        let c = classify(&d, &q, &mail("Domanda respinta", "la pratica AUU di marzo"));
+        assert_eq!(c.procedure.as_deref(), Some("ANF-AUU"));
+        assert!(c.reasons.contains(&ReasonCode::ProcedureBodyMatch));
+        let c = classify(&d, &q, &mail("Quadratura INAC", "x"));
+        assert_eq!(c.procedure.as_deref(), Some("Contabilità INAC"));
+        let c = classify(&d, &q, &mail("ANFORA e INACCESSIBILE", "x"));
+        assert_eq!(c.procedure, None);
+        // The full name found where an alias starts wins (longer).
+        let c = classify(&d, &q, &mail("anf-auu", "x"));
+        assert!(!c.reasons.contains(&ReasonCode::ProcedureAlias));
         let c = classify(&d, &q, &mail("Errore", "niente"));
         assert_eq!(c.procedure, None);
         assert!(c.reasons.contains(&ReasonCode::ProcedureNone));

@@ -6,8 +6,8 @@
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use crate::auth::Authenticator;
-use crate::classify::{Classification, MailCommand};
+use crate::auth::{AuthVerdict, Authenticator, canonical_address};
+use crate::classify::{self, Classification, MailCommand};
 use crate::config::{Config, HelpdeskConfig};
 use crate::control::{Op, Request, Response};
 use crate::outbox::Outbox;
@@ -49,10 +49,17 @@ pub struct Loaded {
 pub struct Followup {
     pub ticket_id: String,
     pub via: ReasonCode,
-    /// It answers one of our signed Message-IDs.
-    pub signed: bool,
+    /// It answers one of our signed Message-IDs on the ticket, sent to
+    /// this (canonical) address; `None` for no signed id, or one from
+    /// before ids were bound to their recipient.
+    pub signed_for: Option<String>,
     pub ticket_exists: bool,
 }
+
+/// Signed ids looked at per message: In-Reply-To, then the newest
+/// References. A thread's own id is among the last; the bound keeps a
+/// header stuffed with ids from costing a store read each.
+const MAX_ANSWERED_IDS: usize = 20;
 
 impl Helpdesks {
     pub fn new(
@@ -137,12 +144,22 @@ impl Helpdesks {
         }
     }
 
-    /// Why no automatic reply may go out (RFC 3834). A reply goes to the
-    /// From or the envelope sender, both of which this already checks
-    /// against our own addresses.
-    pub fn reply_suppression(&self, mail: &ParsedMail, envelope_from: &str) -> Option<ReasonCode> {
+    /// Why no automatic reply may answer this message (RFC 3834, robots,
+    /// senders nobody vouches for). A reply goes to the From, the envelope
+    /// sender or the requester (the From of the first message), all of
+    /// which this checks against our own addresses.
+    pub fn reply_suppression(
+        &self,
+        mail: &ParsedMail,
+        envelope_from: &str,
+        verdict: &AuthVerdict,
+    ) -> Option<ReasonCode> {
         let loaded = self.loaded();
-        suppress::suppression(mail, envelope_from, |a| loaded.table.is_own_address(a))
+        let sender = suppress::Sender {
+            envelope_from,
+            disowned: verdict.spf_fail && !verdict.dmarc_pass,
+        };
+        suppress::suppression(mail, sender, |a| loaded.table.is_own_address(a))
     }
 
     /// The ticket this message refers to: a reply to one of our mails
@@ -153,31 +170,27 @@ impl Helpdesks {
         mail: &ParsedMail,
         class: &Classification,
     ) -> Option<Followup> {
-        let ours = |id: &String| {
-            self.signer
-                .verify(id)
-                .filter(|t| t.starts_with(&format!("{}-", desk.ticket_prefix)))
-        };
-        let signed = mail
+        let answered = mail
             .in_reply_to
             .iter()
-            .find_map(ours)
-            .map(|t| (t, ReasonCode::FollowupInReplyTo))
-            .or_else(|| {
+            .map(|id| (id, ReasonCode::FollowupInReplyTo))
+            .chain(
                 mail.references
                     .iter()
                     .rev()
-                    .find_map(ours)
-                    .map(|t| (t, ReasonCode::FollowupReferences))
-            });
-        if let Some((ticket_id, via)) = signed {
-            let exists = self.ticket_exists(&ticket_id);
-            return Some(Followup {
-                ticket_id,
-                via,
-                signed: true,
-                ticket_exists: exists,
-            });
+                    .map(|id| (id, ReasonCode::FollowupReferences)),
+            )
+            .take(MAX_ANSWERED_IDS);
+        for (id, via) in answered {
+            if let Some(signed) = self.our_id(desk, id) {
+                let exists = self.ticket_exists(&signed.ticket);
+                return Some(Followup {
+                    ticket_id: signed.ticket,
+                    via,
+                    signed_for: signed.bound_to,
+                    ticket_exists: exists,
+                });
+            }
         }
         let ticket_id = class.subject_ticket_id.clone()?;
         let exists = self
@@ -193,9 +206,27 @@ impl Helpdesks {
             } else {
                 ReasonCode::FollowupUnknownTicket
             },
-            signed: false,
+            signed_for: None,
             ticket_exists: exists,
         })
+    }
+
+    /// One of our Message-IDs on a ticket of `desk`, checked against the
+    /// addresses that ticket's mail went to.
+    fn our_id(&self, desk: &HelpdeskConfig, id: &str) -> Option<crate::outbox::msgid::Signed> {
+        let prefix = format!("{}-", desk.ticket_prefix);
+        let addresses = |ticket: &str| {
+            if !ticket.starts_with(&prefix) {
+                return Vec::new();
+            }
+            match self.store.get(ticket) {
+                Ok(Some(t)) if t.helpdesk == desk.name => sent_to(&t),
+                _ => Vec::new(),
+            }
+        };
+        self.signer
+            .ticket_of(id, addresses)
+            .filter(|s| s.ticket.starts_with(&prefix))
     }
 
     fn ticket_exists(&self, id: &str) -> bool {
@@ -213,7 +244,7 @@ impl Helpdesks {
         extra: &Extra,
     ) -> ReplyRecord {
         let (subject, body) = self.loaded().templates.render(kind, desk, t, extra);
-        let message_id = self.signer.message_id(&t.id);
+        let message_id = self.signer.message_id(&t.id, &canonical_address(to));
         let raw = compose(&Draft {
             desk,
             to,
@@ -504,6 +535,92 @@ pub fn sender_of(mail: &ParsedMail, envelope_from: &str) -> String {
         .unwrap_or_else(|| normalize_address(envelope_from))
 }
 
+/// The canonical addresses a ticket's mail went to: the requester and
+/// every reply's recipient (a bound id is checked against these).
+fn sent_to(t: &Ticket) -> Vec<String> {
+    let mut out = vec![canonical_address(&t.requester)];
+    for r in &t.replies {
+        let to = canonical_address(&r.to);
+        if !out.contains(&to) {
+            out.push(to);
+        }
+    }
+    out
+}
+
+/// What a follow-up brings to show that its sender is the requester.
+#[derive(Debug, Clone, Default)]
+pub struct Proof {
+    /// The From address (canonical) when the header has one From field
+    /// holding one address; several never authenticate.
+    pub single_from: Option<String>,
+    /// The envelope sender, canonical.
+    pub envelope_from: String,
+    pub dmarc_pass: bool,
+    pub spf_fail: bool,
+    /// The address that the signed id it answers was sent to.
+    pub signed_for: Option<String>,
+}
+
+impl Proof {
+    pub fn of(
+        mail: &ParsedMail,
+        envelope_from: &str,
+        verdict: &AuthVerdict,
+        followup: &Followup,
+    ) -> Proof {
+        let single = mail.shape.from_fields == 1 && mail.shape.from_addresses == 1;
+        Proof {
+            single_from: mail
+                .from
+                .as_deref()
+                .filter(|_| single)
+                .map(canonical_address),
+            envelope_from: canonical_address(envelope_from),
+            dmarc_pass: verdict.dmarc_pass,
+            spf_fail: verdict.spf_fail,
+            signed_for: followup.signed_for.clone(),
+        }
+    }
+}
+
+/// Who a follow-up's sender turned out to be, for this ticket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Standing {
+    /// The requester, authenticated (DESIGN §5).
+    Requester,
+    /// Somebody else by its own From.
+    Other,
+    /// Says it is the requester and does not prove it; the detail says
+    /// what is missing when there is more to say than "no proof".
+    Unproven(Option<ReasonCode>),
+}
+
+/// DMARC pass for the requester's From, or a reply to a signed id that we
+/// sent to the requester, with the envelope sender and the single From
+/// both the requester's (SPF, when checked, not failing).
+fn standing(t: &Ticket, p: &Proof) -> Standing {
+    let requester = canonical_address(&t.requester);
+    let Some(from) = &p.single_from else {
+        return Standing::Unproven(Some(ReasonCode::AuthFromNotSingle));
+    };
+    if *from != requester {
+        return Standing::Other;
+    }
+    if p.dmarc_pass {
+        return Standing::Requester;
+    }
+    match &p.signed_for {
+        None => Standing::Unproven(None),
+        Some(to) if *to != requester => Standing::Unproven(Some(ReasonCode::AuthSignedForOther)),
+        Some(_) if p.envelope_from != requester => {
+            Standing::Unproven(Some(ReasonCode::AuthEnvelopeNotRequester))
+        }
+        Some(_) if p.spf_fail => Standing::Unproven(Some(ReasonCode::AuthSpfFail)),
+        Some(_) => Standing::Requester,
+    }
+}
+
 /// What a follow-up needs to decide, captured before the store write.
 pub struct FollowupInput {
     pub desks: Arc<Helpdesks>,
@@ -511,62 +628,82 @@ pub struct FollowupInput {
     pub desk: HelpdeskConfig,
     pub class: Classification,
     pub sender: String,
-    pub authenticated: bool,
+    pub proof: Proof,
     pub out_of_office: bool,
     pub record: MessageRecord,
-    pub reply_to: String,
     pub suppressed: Option<ReasonCode>,
 }
 
-/// Appends a follow-up and applies what it asks for, if its sender may.
-pub fn apply_followup(t: &mut Ticket, input: FollowupInput) {
-    let (action, reply, reason) = decide_followup(t, &input);
-    let mut record = input.record;
-    record.action = action;
-    record.reasons.extend(reason);
-    if let Some(r) = reason
-        && action == Action::Refused
-    {
-        tracing::warn!(ticket = %t.id, sender = %input.sender, reason = %r, "mail command refused");
+/// What a follow-up does to its ticket.
+struct Decision {
+    action: Action,
+    /// The notice that tells the requester.
+    notice: Option<ReplyKind>,
+    reasons: Vec<ReasonCode>,
+}
+
+impl Decision {
+    fn new(action: Action, notice: Option<ReplyKind>, reasons: &[ReasonCode]) -> Decision {
+        Decision {
+            action,
+            notice,
+            reasons: reasons.to_vec(),
+        }
     }
-    match action {
+
+    fn refused(code: ReasonCode, detail: Option<ReasonCode>) -> Decision {
+        let mut d = Decision::new(Action::Refused, None, &[code]);
+        d.reasons.extend(detail);
+        d
+    }
+}
+
+/// Appends a follow-up and applies what it asks for, if its sender may.
+/// Notices go to the requester on file, whoever sent the follow-up.
+pub fn apply_followup(t: &mut Ticket, input: FollowupInput) {
+    let decision = decide_followup(t, &input);
+    let mut record = input.record;
+    record.action = decision.action;
+    // The classifier saw the whole subject; what counts is the decision's.
+    record
+        .reasons
+        .retain(|r| !matches!(r, ReasonCode::CommandClose | ReasonCode::CommandReopen));
+    record.reasons.extend(decision.reasons.iter().copied());
+    if decision.action == Action::Refused {
+        tracing::warn!(ticket = %t.id, sender = %input.sender, reasons = ?decision.reasons, "change by mail refused");
+    }
+    match decision.action {
         Action::Closed => t.status = Status::Closed,
         Action::Reopened | Action::Resumed => t.status = Status::Open,
         _ => {}
     }
-    if action != Action::Appended {
+    if decision.action != Action::Appended {
         t.history.push(HistoryEntry {
             at: now_rfc3339(),
             by: input.sender.clone(),
-            event: format!("{} by mail", action.as_str()),
+            event: format!("{} by mail", decision.action.as_str()),
         });
     }
-    if let (Some(kind), None) = (reply, input.suppressed) {
-        input.desks.auto_reply(
-            &input.desk,
-            t,
-            kind,
-            &input.reply_to,
-            Some(&record),
-            &Extra::default(),
-        );
+    match (decision.notice, input.suppressed) {
+        (Some(kind), None) => {
+            let to = t.requester.clone();
+            input
+                .desks
+                .auto_reply(&input.desk, t, kind, &to, Some(&record), &Extra::default());
+        }
+        (Some(_), Some(why)) => record.reasons.push(why),
+        (None, _) => {}
     }
     t.messages.push(record);
 }
 
-fn decide_followup(
-    t: &Ticket,
-    i: &FollowupInput,
-) -> (Action, Option<ReplyKind>, Option<ReasonCode>) {
-    let is_requester = i.sender.eq_ignore_ascii_case(&t.requester);
+fn decide_followup(t: &Ticket, i: &FollowupInput) -> Decision {
     if i.out_of_office {
-        return (
-            Action::Appended,
-            None,
-            Some(ReasonCode::AutoReplyOutOfOffice),
-        );
+        return Decision::new(Action::Appended, None, &[ReasonCode::AutoReplyOutOfOffice]);
     }
-    if let Some(cmd) = i.class.command {
+    let standing = standing(t, &i.proof);
+    let ours = our_subjects(t);
+    if let Some(cmd) = classify::mail_command(&i.desk, &i.record.subject, &ours) {
         let (allowed_now, action, kind, code) = match cmd {
             MailCommand::Close => (
                 t.status != Status::Closed,
@@ -581,31 +718,183 @@ fn decide_followup(
                 ReasonCode::CommandReopen,
             ),
         };
-        if !is_requester {
-            return (Action::Refused, None, Some(ReasonCode::CommandNotRequester));
-        }
-        if !i.authenticated {
-            return (
-                Action::Refused,
-                None,
-                Some(ReasonCode::CommandNotAuthenticated),
-            );
-        }
-        if !allowed_now {
-            return (
-                Action::Refused,
-                None,
-                Some(ReasonCode::CommandIllegalTransition),
-            );
-        }
-        return (action, Some(kind), Some(code));
+        return match standing {
+            Standing::Other => Decision::refused(ReasonCode::CommandNotRequester, None),
+            Standing::Unproven(detail) => {
+                Decision::refused(ReasonCode::CommandNotAuthenticated, detail)
+            }
+            Standing::Requester if !allowed_now => {
+                Decision::refused(ReasonCode::CommandIllegalTransition, None)
+            }
+            Standing::Requester => Decision::new(action, Some(kind), &[code]),
+        };
     }
-    if t.status == Status::Suspended && is_requester {
-        return (
-            Action::Resumed,
-            Some(ReplyKind::Resumed),
-            Some(ReasonCode::ResumeOnReply),
+    if t.status == Status::Suspended {
+        return match standing {
+            Standing::Requester => Decision::new(
+                Action::Resumed,
+                Some(ReplyKind::Resumed),
+                &[ReasonCode::ResumeOnReply],
+            ),
+            Standing::Other => Decision::refused(ReasonCode::ResumeNotRequester, None),
+            Standing::Unproven(detail) => {
+                Decision::refused(ReasonCode::ResumeNotAuthenticated, detail)
+            }
+        };
+    }
+    Decision::new(Action::Appended, None, &[])
+}
+
+/// The subjects of our replies on the ticket, as sent: a requester
+/// answering one quotes it, and its words are ours, not the requester's.
+fn our_subjects(t: &Ticket) -> Vec<String> {
+    let mut subjects: Vec<String> = Vec::new();
+    for r in &t.replies {
+        let head = r.raw.split("\r\n\r\n").next().unwrap_or("");
+        let subject = crate::parse::parse(format!("{head}\r\n\r\n").as_bytes()).subject;
+        if !subject.is_empty() && !subjects.contains(&subject) {
+            subjects.push(subject);
+        }
+    }
+    subjects
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ticket::Urgency;
+
+    const MARIO: &str = "mario@cliente.example";
+
+    fn ticket() -> Ticket {
+        Ticket {
+            id: "PP-2026-000001".into(),
+            helpdesk: "Project++".into(),
+            queue: "nuovocaso".into(),
+            procedure: None,
+            sector: None,
+            urgency: Urgency::Normale,
+            contract: None,
+            status: Status::Suspended,
+            severity: None,
+            category: None,
+            requester: MARIO.into(),
+            subject: "Aiuto".into(),
+            created_at: String::new(),
+            due_at: None,
+            assignee: None,
+            recipients: vec![],
+            reasons: vec![],
+            messages: vec![],
+            replies: vec![],
+            history: vec![],
+            void: None,
+        }
+    }
+
+    /// The requester answering our mail from its own envelope and From.
+    fn signed_reply() -> Proof {
+        Proof {
+            single_from: Some(MARIO.into()),
+            envelope_from: MARIO.into(),
+            dmarc_pass: false,
+            spf_fail: false,
+            signed_for: Some(MARIO.into()),
+        }
+    }
+
+    #[test]
+    fn only_the_authenticated_requester_stands_as_requester() {
+        let t = ticket();
+        let u = |r| Standing::Unproven(Some(r));
+        let cases: Vec<(Proof, Standing)> = vec![
+            (signed_reply(), Standing::Requester),
+            (
+                Proof {
+                    signed_for: None,
+                    dmarc_pass: true,
+                    envelope_from: "bounce@mailer.example".into(),
+                    ..signed_reply()
+                },
+                Standing::Requester,
+            ),
+            (
+                Proof {
+                    signed_for: None,
+                    ..signed_reply()
+                },
+                Standing::Unproven(None),
+            ),
+            (
+                Proof {
+                    envelope_from: "x9@vps.example".into(),
+                    ..signed_reply()
+                },
+                u(ReasonCode::AuthEnvelopeNotRequester),
+            ),
+            (
+                Proof {
+                    signed_for: Some("x9@vps.example".into()),
+                    ..signed_reply()
+                },
+                u(ReasonCode::AuthSignedForOther),
+            ),
+            (
+                Proof {
+                    spf_fail: true,
+                    ..signed_reply()
+                },
+                u(ReasonCode::AuthSpfFail),
+            ),
+            (
+                Proof {
+                    single_from: None,
+                    dmarc_pass: true,
+                    ..signed_reply()
+                },
+                u(ReasonCode::AuthFromNotSingle),
+            ),
+            (
+                Proof {
+                    single_from: Some("x9@vps.example".into()),
+                    dmarc_pass: true,
+                    ..signed_reply()
+                },
+                Standing::Other,
+            ),
+        ];
+        for (proof, want) in cases {
+            assert_eq!(standing(&t, &proof), want, "{proof:?}");
+        }
+    }
+
+    #[test]
+    fn proof_reads_single_from_and_canonical_addresses() {
+        let followup = Followup {
+            ticket_id: "PP-2026-000001".into(),
+            via: ReasonCode::FollowupInReplyTo,
+            signed_for: Some(MARIO.into()),
+            ticket_exists: true,
+        };
+        let verdict = AuthVerdict::default();
+        let mail = |raw: &str| crate::parse::parse(raw.as_bytes());
+        let one = mail("From: Mario <Mario@Cliente.Example>\r\nSubject: x\r\n\r\nx\r\n");
+        let p = Proof::of(
+            &one,
+            "prvs=1234abcdef=mario@cliente.example",
+            &verdict,
+            &followup,
         );
+        assert_eq!(p.single_from.as_deref(), Some(MARIO));
+        assert_eq!(p.envelope_from, MARIO);
+        for raw in [
+            "From: mario@cliente.example\r\nFrom: x9@vps.example\r\n\r\nx\r\n",
+            "From: mario@cliente.example, x9@vps.example\r\n\r\nx\r\n",
+            "From: team: mario@cliente.example, x9@vps.example;\r\n\r\nx\r\n",
+            "Subject: no from\r\n\r\nx\r\n",
+        ] {
+            let p = Proof::of(&mail(raw), MARIO, &verdict, &followup);
+            assert_eq!(p.single_from, None, "{raw:?}");
+        }
     }
-    (Action::Appended, None, None)
 }

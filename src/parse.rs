@@ -86,6 +86,24 @@ pub struct ParsedMail {
     /// Looks like a vacation / out-of-office answer (Italian or English).
     pub out_of_office: bool,
     pub reasons: Vec<ReasonCode>,
+    /// The message's form beyond its text (see [`MailShape`]).
+    pub shape: MailShape,
+}
+
+/// What the reply and authentication rules need to know about a message's
+/// form: kept apart from the text fields, and still here after the
+/// pipeline has moved the attachment bytes to the store.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MailShape {
+    /// Content type of the whole message, lowercased (`multipart/report`);
+    /// empty when absent or unreadable.
+    pub content_type: String,
+    /// How many From fields the header has.
+    pub from_fields: usize,
+    /// How many addresses those From fields hold together.
+    pub from_addresses: usize,
+    /// Each attachment's content type (lowercased) and file name.
+    pub attachments: Vec<(String, Option<String>)>,
 }
 
 /// Subject beginnings of out-of-office answers, lowercase.
@@ -202,6 +220,7 @@ fn from_message<E>(
     read_bodies(msg, limits, &mut mail);
     read_attachments(msg, limits, keep, &mut mail)?;
     read_robot_headers(msg, &mut mail);
+    mail.shape = shape_of(msg, &mail.attachments);
     if mail.message_id.is_none() {
         mail.reasons.push(ReasonCode::ParseNoMessageId);
     }
@@ -348,6 +367,45 @@ fn read_robot_headers(msg: &Message<'_>, mail: &mut ParsedMail) {
         mail.auto_submitted.as_deref(),
         &mail.subject,
     );
+}
+
+/// The message's [`MailShape`]. Every From field counts, not only the first
+/// one mail-parser reports: a second From is how a forger hides.
+fn shape_of(msg: &Message<'_>, attachments: &[ParsedAttachment]) -> MailShape {
+    let content_type = msg
+        .root_part()
+        .content_type()
+        .map(|ct| match ct.subtype() {
+            Some(sub) => format!("{}/{}", ct.ctype(), sub),
+            None => ct.ctype().to_string(),
+        })
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let froms: Vec<&HeaderValue<'_>> = msg
+        .headers()
+        .iter()
+        .filter(|h| matches!(h.name, mail_parser::HeaderName::From))
+        .map(|h| &h.value)
+        .collect();
+    let from_addresses = froms
+        .iter()
+        .map(|v| match v {
+            HeaderValue::Address(mail_parser::Address::List(l)) => l.len(),
+            HeaderValue::Address(mail_parser::Address::Group(g)) => {
+                g.iter().map(|g| g.addresses.len()).sum()
+            }
+            _ => 0,
+        })
+        .sum();
+    MailShape {
+        content_type,
+        from_fields: froms.len(),
+        from_addresses,
+        attachments: attachments
+            .iter()
+            .map(|a| (a.content_type.clone(), a.name.clone()))
+            .collect(),
+    }
 }
 
 /// Out-of-office detection. What is reliable:

@@ -329,7 +329,7 @@ impl Pipeline {
         let class = classify::classify(desk, queue, input.mail);
         let dedupe_key = dedupe_key(&desk.ticket_prefix, input.mail, input.identity);
         let reply_to = desks.reply_address(input.mail, input.envelope.from, input.verdict);
-        let suppressed = desks.reply_suppression(input.mail, input.envelope.from);
+        let suppressed = desks.reply_suppression(input.mail, input.envelope.from, input.verdict);
         let followup = desks.find_followup(desk, input.mail, &class);
         let record = message_record(input, &class, followup.as_ref());
         let change = match &followup {
@@ -339,10 +339,9 @@ impl Pipeline {
                     desk: desk.clone(),
                     class: class.clone(),
                     sender: lifecycle::sender_of(input.mail, input.envelope.from),
-                    authenticated: input.verdict.dmarc_pass || f.signed,
+                    proof: lifecycle::Proof::of(input.mail, input.envelope.from, input.verdict, f),
                     out_of_office: input.mail.out_of_office,
                     record,
-                    reply_to,
                     suppressed,
                 };
                 let caps = TicketCaps::from(&desks.config().limits);

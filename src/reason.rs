@@ -92,6 +92,18 @@ reasons! {
     TicketVoidUndelivered => "ticket.void_undelivered",
     TicketRevived => "ticket.revived",
     NoticeSuppressed => "notice.suppressed",
+    // issue 16
+    AuthFromNotSingle => "auth.from_not_single",
+    AuthEnvelopeNotRequester => "auth.envelope_not_requester",
+    AuthSignedForOther => "auth.signed_for_other",
+    ResumeNotRequester => "resume.not_requester",
+    ResumeNotAuthenticated => "resume.not_authenticated",
+    ProcedureAlias => "procedure.alias",
+    QualityImageAttached => "quality.image_attached",
+    ReplySuppressedReport => "reply.suppressed_report",
+    ReplySuppressedDmarcReport => "reply.suppressed_dmarc_report",
+    ReplySuppressedRobotSender => "reply.suppressed_robot_sender",
+    ReplySuppressedSpfFail => "reply.suppressed_spf_fail",
 }
 
 impl std::fmt::Display for ReasonCode {

@@ -162,6 +162,7 @@ mod tests {
             address: address.into(),
             name: None,
             procedures: vec![],
+            aliases: Default::default(),
             sector: None,
             apply_sector_rules: false,
         }

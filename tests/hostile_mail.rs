@@ -34,6 +34,7 @@ async fn tickets(gate: &DeskGate) -> Vec<Ticket> {
         op: Op::List {
             status: None,
             helpdesk: None,
+            all: true,
         },
         actor: None,
     };

@@ -4,6 +4,7 @@
 
 mod validate;
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -467,6 +468,10 @@ pub struct QueueConfig {
     /// Procedures that share this address, told apart by name in the mail.
     #[serde(default)]
     pub procedures: Vec<String>,
+    /// Short names a procedure is also known by, matched as words like its
+    /// name: `aliases = { "ANF-AUU" = ["ANF", "AUU"] }`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub aliases: BTreeMap<String, Vec<String>>,
     /// A sector address opens its cases in this sector directly.
     #[serde(default)]
     pub sector: Option<String>,

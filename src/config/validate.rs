@@ -168,6 +168,7 @@ pub fn validate(file: &Path, config: &Config) -> Result<(), ConfigError> {
         for (q, queue) in desk.queues.iter().enumerate() {
             check_address(&queue.address)
                 .map_err(|m| invalid(key(&format!("queue[{q}].address")), m))?;
+            check_aliases(queue).map_err(|m| invalid(key(&format!("queue[{q}].aliases")), m))?;
             let lower = queue.address.to_lowercase();
             if let Some(other) = seen_address.insert(lower, desk.name.clone()) {
                 return Err(invalid(
@@ -182,6 +183,38 @@ pub fn validate(file: &Path, config: &Config) -> Result<(), ConfigError> {
                     key(&format!("severity[{s}].level")),
                     "must not be empty".into(),
                 ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Aliases name procedures of their queue, are not empty, and no alias
+/// stands for two procedures (which one would it pick?).
+fn check_aliases(queue: &super::QueueConfig) -> Result<(), String> {
+    let mut seen: HashMap<String, &str> = HashMap::new();
+    for name in &queue.procedures {
+        seen.insert(name.trim().to_lowercase(), name);
+    }
+    for (procedure, aliases) in &queue.aliases {
+        if !queue.procedures.contains(procedure) {
+            return Err(format!(
+                "`{procedure}` is not one of this queue's procedures ({})",
+                queue.procedures.join(", ")
+            ));
+        }
+        for alias in aliases {
+            let folded = alias.trim().to_lowercase();
+            if folded.is_empty() {
+                return Err(format!("an alias of `{procedure}` is empty"));
+            }
+            match seen.insert(folded, procedure) {
+                Some(other) if other != procedure => {
+                    return Err(format!(
+                        "`{alias}` would name both `{other}` and `{procedure}`"
+                    ));
+                }
+                _ => {}
             }
         }
     }
@@ -203,5 +236,52 @@ pub fn check_address(addr: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("`{addr}` is not an address (local@domain)"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue(aliases: &[(&str, &[&str])]) -> super::super::QueueConfig {
+        super::super::QueueConfig {
+            address: "helpdesk.sisemplice.patronato@01s.it".into(),
+            name: None,
+            procedures: vec![
+                "ANF-AUU".into(),
+                "Contabilità INAC".into(),
+                "Patronato".into(),
+            ],
+            aliases: aliases
+                .iter()
+                .map(|(p, a)| (p.to_string(), a.iter().map(|s| s.to_string()).collect()))
+                .collect(),
+            sector: None,
+            apply_sector_rules: false,
+        }
+    }
+
+    #[test]
+    fn aliases_name_their_queues_procedures_once() {
+        assert!(
+            check_aliases(&queue(&[
+                ("ANF-AUU", &["ANF", "AUU"]),
+                ("Contabilità INAC", &["INAC"])
+            ]))
+            .is_ok()
+        );
+        let err = check_aliases(&queue(&[("ANF", &["AUU"])])).unwrap_err();
+        assert!(err.contains("not one of this queue's procedures"), "{err}");
+        let err = check_aliases(&queue(&[("ANF-AUU", &[" "])])).unwrap_err();
+        assert!(err.contains("empty"), "{err}");
+        let err = check_aliases(&queue(&[
+            ("ANF-AUU", &["INAC"]),
+            ("Contabilità INAC", &["inac"]),
+        ]))
+        .unwrap_err();
+        assert!(err.contains("would name both"), "{err}");
+        // An alias that is another procedure's name.
+        let err = check_aliases(&queue(&[("ANF-AUU", &["patronato"])])).unwrap_err();
+        assert!(err.contains("would name both"), "{err}");
     }
 }
