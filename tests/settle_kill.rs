@@ -33,7 +33,7 @@ fn headers(i: usize, attempt: usize) -> Vec<(String, String)> {
         ("To".into(), "nuovocaso@projectpp.it".into()),
         ("Subject".into(), subject(i)),
     ];
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         h.push(("Message-ID".into(), format!("<kill-{i}@caf.example>")));
     }
     h
