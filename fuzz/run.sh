@@ -9,9 +9,9 @@
 #
 # The toolchain here is stable Rust; the fuzz build alone runs with
 # RUSTC_BOOTSTRAP=1 for per-package rustflags (Cargo.toml: coverage on our
-# code and the parsers, not on RocksDB), in the release build's target
-# directory so RocksDB is not compiled again. `cargo fuzz run <target>`
-# works as well, at the price of an instrumented RocksDB build. Each target
+# code and the parsers, not on RocksDB). The first build compiles RocksDB
+# once (about 20 minutes on 2 cores) in $FUZZ_TARGET_DIR. `cargo fuzz run
+# <target>` works as well, at the price of an instrumented RocksDB build. Each target
 # starts from its corpus in fuzz/corpus/<target>, seeded from fuzz/seeds
 # (inputs of the tests); what libFuzzer adds stays there. A crash lands in
 # fuzz/artifacts/<target> and becomes a regression test named after it.
@@ -25,8 +25,8 @@ TARGETS=("$@")
 ((${#TARGETS[@]})) || TARGETS=(data_decoder smtp_command milter_codec control_request message)
 JOBS=${JOBS:-1}
 export RUSTC_BOOTSTRAP=1
-export CARGO_TARGET_DIR=${FUZZ_TARGET_DIR:-$HOME/.cache/ticketgate-release}
-# The main package's lock, so the shared dependencies are the same builds.
+export CARGO_TARGET_DIR=${FUZZ_TARGET_DIR:-$HOME/.cache/ticketgate-fuzz}
+# The main package's lock: the same versions as the service.
 [[ -f Cargo.lock ]] || cp ../Cargo.lock Cargo.lock
 cargo build --release --bins >/dev/null
 BIN=$CARGO_TARGET_DIR/release
