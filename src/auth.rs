@@ -32,7 +32,7 @@ use mail_auth::{
 use tokio::time::Instant;
 
 use crate::config::{AuthConfig, Config, DnsMode};
-use crate::pipeline::Envelope;
+use crate::envelope::Envelope;
 use crate::reason::ReasonCode;
 
 #[derive(Debug, Clone, Default)]
@@ -336,37 +336,6 @@ async fn check(
     }
 }
 
-/// An address as a person is known by: lowercase, without angle brackets,
-/// and without the BATV tag a sending MTA puts on the envelope sender
-/// (`prvs=1234abcdef=mario@example.com` is `mario@example.com`), so the
-/// envelope sender and the From of the same person compare equal.
-pub fn canonical_address(addr: &str) -> String {
-    let addr = addr
-        .trim()
-        .trim_start_matches('<')
-        .trim_end_matches('>')
-        .trim()
-        .to_lowercase();
-    let Some((local, domain)) = addr.rsplit_once('@') else {
-        return addr;
-    };
-    match strip_batv(local) {
-        Some(core) => format!("{core}@{domain}"),
-        None => addr,
-    }
-}
-
-/// The local part under a BATV `prvs=TAG=local` tag (TAG: key digit, three
-/// day digits, six hex digits), if it has one.
-fn strip_batv(local: &str) -> Option<&str> {
-    let rest = local.strip_prefix("prvs=")?;
-    let (tag, core) = rest.split_once('=')?;
-    let is_tag = tag.len() == 10
-        && tag[..4].bytes().all(|b| b.is_ascii_digit())
-        && tag[4..].bytes().all(|b| b.is_ascii_hexdigit());
-    (is_tag && !core.is_empty()).then_some(core)
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Status {
     Pass,
@@ -537,7 +506,7 @@ fn client_ip(addr: &str) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::forward::ClientInfo;
+    use crate::envelope::{ClientInfo, canonical_address};
 
     fn config(dns: &str, extra: &str) -> Config {
         let text = format!(

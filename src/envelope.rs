@@ -6,6 +6,58 @@
 
 use thiserror::Error;
 
+/// One message's envelope as the front end received it.
+pub struct Envelope<'a> {
+    pub session: &'a str,
+    pub client: &'a ClientInfo,
+    pub from: &'a str,
+    pub rcpts: &'a [String],
+}
+
+/// Client details passed on with XFORWARD so the next hop (and SPF) sees
+/// the real client, not us.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientInfo {
+    pub addr: Option<String>,
+    pub name: Option<String>,
+    pub helo: Option<String>,
+    pub proto: Option<String>,
+    pub ident: Option<String>,
+    pub source: Option<String>,
+    pub port: Option<String>,
+}
+
+/// An address as a person is known by: lowercase, without angle brackets,
+/// and without the BATV tag a sending MTA puts on the envelope sender
+/// (`prvs=1234abcdef=mario@example.com` is `mario@example.com`), so the
+/// envelope sender and the From of the same person compare equal.
+pub fn canonical_address(addr: &str) -> String {
+    let addr = addr
+        .trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .trim()
+        .to_lowercase();
+    let Some((local, domain)) = addr.rsplit_once('@') else {
+        return addr;
+    };
+    match strip_batv(local) {
+        Some(core) => format!("{core}@{domain}"),
+        None => addr,
+    }
+}
+
+/// The local part under a BATV `prvs=TAG=local` tag (TAG: key digit, three
+/// day digits, six hex digits), if it has one.
+fn strip_batv(local: &str) -> Option<&str> {
+    let rest = local.strip_prefix("prvs=")?;
+    let (tag, core) = rest.split_once('=')?;
+    let is_tag = tag.len() == 10
+        && tag[..4].bytes().all(|b| b.is_ascii_digit())
+        && tag[4..].bytes().all(|b| b.is_ascii_hexdigit());
+    (is_tag && !core.is_empty()).then_some(core)
+}
+
 /// MAIL FROM parameters carried to the next hop.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MailParams {

@@ -26,3 +26,4 @@ pub mod spool;
 pub mod store;
 pub mod tag;
 pub mod ticket;
+pub mod wire;

@@ -6,10 +6,11 @@
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use crate::auth::{AuthVerdict, Authenticator, canonical_address};
+use crate::auth::{AuthVerdict, Authenticator};
 use crate::classify::{self, Classification, MailCommand};
 use crate::config::{Config, HelpdeskConfig};
 use crate::control::{Op, Request, Response};
+use crate::envelope::canonical_address;
 use crate::outbox::Outbox;
 use crate::outbox::compose::{Draft, compose};
 use crate::outbox::msgid::Signer;

@@ -11,27 +11,20 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::auth::{self, AuthVerdict};
 use crate::classify::{self, Classification};
 use crate::config::HelpdeskConfig;
-use crate::forward::ClientInfo;
+use crate::envelope::Envelope;
 use crate::lifecycle::{self, Followup, Helpdesks, Loaded};
 use crate::metrics::{METRICS, MessageKind};
 use crate::parse::{self, ParseLimits, ParsedAttachment, ParsedMail};
 use crate::reason::ReasonCode;
 use crate::route::{RoutedDesk, Routing};
 use crate::settle::{self, HopVerdict};
-use crate::smtp::reply::Reply;
 use crate::spool::Spool;
 use crate::store::{Change, Outcome as StoreOutcome, StoreError, TicketStore};
 use crate::tag;
 use crate::ticket::{
     Action, AttachmentRecord, HistoryEntry, MessageRecord, ReplyKind, Status, Ticket, now_rfc3339,
 };
-
-pub struct Envelope<'a> {
-    pub session: &'a str,
-    pub client: &'a ClientInfo,
-    pub from: &'a str,
-    pub rcpts: &'a [String],
-}
+use crate::wire::reply::Reply;
 
 /// What the pipeline did to one message, for the summary log line.
 #[derive(Debug, Default, Clone)]

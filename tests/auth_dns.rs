@@ -12,8 +12,8 @@ use mail_auth::dkim::DkimSigner;
 use mail_parser::decoders::base64::base64_decode;
 use ticketgate::auth::{self, AuthVerdict, Authenticator};
 use ticketgate::config::Config;
-use ticketgate::forward::ClientInfo;
-use ticketgate::pipeline::Envelope;
+use ticketgate::envelope::ClientInfo;
+use ticketgate::envelope::Envelope;
 use ticketgate::reason::ReasonCode;
 
 // The ed25519 example key of RFC 8463.

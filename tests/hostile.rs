@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use rand::{Rng, SeedableRng};
-use ticketgate::smtp::data::{DataDecoder, DotStuffer};
+use ticketgate::wire::data::{DataDecoder, DotStuffer};
 
 const MSG: &[u8] = b"From: a@b.example\r\nSubject: ok\r\n\r\nbody\r\n";
 

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ticketgate::smtp::data::{DataDecoder, DotStuffer};
+use ticketgate::wire::data::{DataDecoder, DotStuffer};
 
 fuzz_target!(|input: &[u8]| {
     let Some((&seed, input)) = input.split_first() else {

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ticketgate::milter::codec::{Command, Response};
+use ticketgate::wire::milter::{Command, Response};
 
 fuzz_target!(|input: &[u8]| {
     let Some((&code, data)) = input.split_first() else {

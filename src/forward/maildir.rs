@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::io::AsyncWriteExt;
 
 use super::{HopError, Outgoing};
-use crate::smtp::reply::Reply;
+use crate::wire::reply::Reply;
 
 pub struct MaildirHop {
     dir: PathBuf,

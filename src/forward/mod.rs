@@ -10,8 +10,9 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::config::NextHop;
-use crate::smtp::reply::Reply;
+use crate::envelope::ClientInfo;
 use crate::spool::Spool;
+use crate::wire::reply::Reply;
 
 pub use maildir::MaildirHop;
 pub use smtp::SmtpHop;
@@ -41,19 +42,6 @@ impl HopError {
             format!("Next hop not available, try again later ({self})"),
         )
     }
-}
-
-/// Client details passed on with XFORWARD so the next hop (and SPF) sees
-/// the real client, not us.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ClientInfo {
-    pub addr: Option<String>,
-    pub name: Option<String>,
-    pub helo: Option<String>,
-    pub proto: Option<String>,
-    pub ident: Option<String>,
-    pub source: Option<String>,
-    pub port: Option<String>,
 }
 
 pub use crate::envelope::{MailParams, RcptParams};

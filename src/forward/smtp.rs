@@ -6,10 +6,11 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use super::{ClientInfo, HopError, MailParams, Outgoing, RcptParams};
+use super::{HopError, MailParams, Outgoing, RcptParams};
+use crate::envelope::ClientInfo;
 use crate::envelope::{DsnRet, smtp_path, xtext};
-use crate::smtp::data::DotStuffer;
-use crate::smtp::reply::Reply;
+use crate::wire::data::DotStuffer;
+use crate::wire::reply::Reply;
 
 const MAX_REPLY_LINE: usize = 4096;
 const MAX_REPLY_LINES: usize = 64;

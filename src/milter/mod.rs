@@ -3,7 +3,6 @@
 //! task per connection, with the SMTP listener's connection limit and
 //! two-phase shutdown.
 
-pub mod codec;
 mod session;
 
 use std::future::Future;

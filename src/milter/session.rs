@@ -15,13 +15,14 @@ use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::watch;
 
-use super::codec::{self, CodecError, Command, Family, Response, action, step};
-use crate::forward::ClientInfo;
-use crate::pipeline::{self, Envelope, Prepared};
+use crate::envelope::ClientInfo;
+use crate::envelope::Envelope;
+use crate::pipeline::{self, Prepared};
 use crate::server::{Phase, Shared};
-use crate::smtp::reply::Reply;
 use crate::spool::Spool;
 use crate::tag;
+use crate::wire::milter::{self as codec, CodecError, Command, Family, Response, action, step};
+use crate::wire::reply::Reply;
 
 pub struct MilterSession<S> {
     stream: BufReader<S>,

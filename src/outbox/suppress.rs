@@ -2,7 +2,7 @@
 //! says so only by its form (reports, robot senders), and senders whom
 //! SPF and DMARC both disown (our reply would be backscatter).
 
-use crate::auth::canonical_address;
+use crate::envelope::canonical_address;
 use crate::parse::ParsedMail;
 use crate::reason::ReasonCode;
 

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
-use super::io::{Line, MAX_COMMAND_LINE, ReadError, SmtpIo};
-use super::reply::Reply;
-use crate::forward::{ClientInfo, MailParams, NextHopConn};
+use crate::envelope::ClientInfo;
+use crate::forward::{MailParams, NextHopConn};
 use crate::server::pressure::SessionLoad;
 use crate::server::{Phase, Shared};
+use crate::wire::io::{Line, MAX_COMMAND_LINE, ReadError, SmtpIo};
+use crate::wire::reply::Reply;
 
 pub enum State {
     /// Connected (or reset by XCLIENT); EHLO or HELO must come first.

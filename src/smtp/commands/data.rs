@@ -6,15 +6,16 @@ use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::envelope::Envelope;
 use crate::forward::Outgoing;
 use crate::metrics::METRICS;
-use crate::pipeline::{self, Envelope, Prepared};
+use crate::pipeline::{self, Prepared};
 use crate::server::Phase;
-use crate::smtp::data::DataDecoder;
-use crate::smtp::io::ReadError;
-use crate::smtp::reply::Reply;
 use crate::smtp::session::{Flow, Session, State, shutting_down};
 use crate::spool::Spool;
+use crate::wire::data::DataDecoder;
+use crate::wire::io::ReadError;
+use crate::wire::reply::Reply;
 
 enum DataFailure {
     /// The client is gone; nothing more to say.

@@ -4,8 +4,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use std::time::Duration;
 
-use crate::smtp::reply::Reply;
 use crate::smtp::session::{Session, State};
+use crate::wire::reply::Reply;
 
 const EHLO_PROBE: Duration = Duration::from_secs(5);
 

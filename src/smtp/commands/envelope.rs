@@ -10,8 +10,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::envelope::{DsnRet, RcptParams, smtp_path};
 use crate::forward::{HopError, MailParams, NextHopConn};
-use crate::smtp::reply::Reply;
 use crate::smtp::session::{Session, State, Transaction};
+use crate::wire::reply::Reply;
 
 /// The SIZE parameter of a MAIL line, read here rather than trusted from
 /// the parser: smtp-proto 0.2 wraps a long digit string around to a small

@@ -9,8 +9,8 @@ mod xforward;
 use smtp_proto::{Error as ProtoError, Request};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::reply::Reply;
 use super::session::{Flow, Session, State};
+use crate::wire::reply::Reply;
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     pub(super) async fn dispatch(&mut self, line: &[u8]) -> Flow {

@@ -4,9 +4,9 @@
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::forward::ClientInfo;
-use crate::smtp::reply::Reply;
+use crate::envelope::ClientInfo;
 use crate::smtp::session::{Session, State};
+use crate::wire::reply::Reply;
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     pub(super) fn handle_xforward(&mut self, args: &[u8]) -> Reply {
