@@ -2,16 +2,19 @@
 //! per line, one JSON answer per line. `ticketgate tickets` is its client,
 //! so the running server stays the store's only owner.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{UnixListener, UnixStream};
+use tokio::net::UnixStream;
 
-use crate::lifecycle::Helpdesks;
+use crate::desk::Service;
+use crate::desk::transitions::WorkgroupCommand;
+use crate::server::{
+    Bound, Front, Listener, Peer, SessionContext, SessionFuture, SessionLimits, Stream,
+};
 use crate::store::{LIST_PAGE, TicketStore};
 use crate::ticket::{Category, Status, Ticket};
 
@@ -83,64 +86,59 @@ pub enum Response {
     Error { error: String },
 }
 
-/// Binds the socket, replacing a stale one, and serves it until the task
-/// is dropped.
-pub fn start(path: &Path, desks: Arc<Helpdesks>) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    if path.exists() {
-        std::fs::remove_file(path)?;
-    }
-    let listener = UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    let path = path.to_path_buf();
-    Ok(tokio::spawn(async move {
-        loop {
-            match listener.accept().await {
-                Ok((stream, _)) => {
-                    let desks = desks.clone();
-                    tokio::spawn(async move {
-                        if let Err(e) = serve_one(stream, &desks).await {
-                            tracing::debug!(error = %e, "control connection ended");
-                        }
-                    });
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, socket = %path.display(), "control accept failed");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            }
-        }
-    }))
+/// The control front end: one request per connection.
+pub struct ControlFront {
+    desks: Arc<Service>,
 }
 
-async fn serve_one(stream: UnixStream, desks: &Arc<Helpdesks>) -> std::io::Result<()> {
-    let (r, mut w) = stream.into_split();
+pub type ControlListener = Listener<ControlFront>;
+
+/// Control connections served at once: the workgroup's commands are few,
+/// and each is a short exchange.
+const MAX_CONNECTIONS: usize = 32;
+
+/// Binds the socket (mode 0600), replacing a stale one.
+pub fn bind(path: &Path, desks: Arc<Service>) -> std::io::Result<ControlListener> {
+    let limits = SessionLimits {
+        max_connections: MAX_CONNECTIONS,
+        stress_threshold_percent: 100,
+        shutdown_grace: TIMEOUT,
+        closing_wait: Duration::from_secs(1),
+    };
+    let bound = Bound::unix(path, 0o600)?;
+    Ok(Listener::new(bound, limits, ControlFront { desks }))
+}
+
+impl Front for ControlFront {
+    fn session(&self, stream: Stream, _peer: Peer, _context: SessionContext) -> SessionFuture {
+        let desks = self.desks.clone();
+        Box::pin(async move {
+            if let Err(e) = serve_one(stream, &desks).await {
+                tracing::debug!(error = %e, "control connection ended");
+            }
+        })
+    }
+
+    fn counted(&self) -> bool {
+        false
+    }
+}
+
+async fn serve_one(stream: Stream, desks: &Arc<Service>) -> std::io::Result<()> {
+    let (r, mut w) = tokio::io::split(stream);
     let mut r = BufReader::new(r.take(MAX_REQUEST));
     let mut line = String::new();
     tokio::time::timeout(TIMEOUT, r.read_line(&mut line))
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "request timed out"))??;
     let response = match serde_json::from_str::<Request>(&line) {
-        Ok(Request {
-            op:
-                Op::List {
-                    status,
-                    helpdesk,
-                    all,
-                },
-            ..
-        }) => {
-            let filter = ListFilter {
-                status,
-                helpdesk: helpdesk.as_deref(),
-                all,
-            };
-            stream_list(&mut w, desks.store(), &filter).await?;
-            return w.shutdown().await;
-        }
-        Ok(request) => desks.control(request).await,
+        Ok(request) => match answer(desks, request).await {
+            Answer::Done(response) => response,
+            Answer::List(filter) => {
+                stream_list(&mut w, desks.store(), &filter).await?;
+                return w.shutdown().await;
+            }
+        },
         Err(e) => Response::Error {
             error: format!("bad request: {e}"),
         },
@@ -152,15 +150,70 @@ async fn serve_one(stream: UnixStream, desks: &Arc<Helpdesks>) -> std::io::Resul
     w.shutdown().await
 }
 
+/// What a request gets: an answer, or a listing written a page at a time.
+enum Answer {
+    Done(Response),
+    List(ListFilter),
+}
+
+/// Dispatches one request; a workgroup command runs as one durable change
+/// (`take --by` names who acts, the others the request's actor).
+async fn answer(desks: &Service, request: Request) -> Answer {
+    let by = request.actor.unwrap_or_else(|| "workgroup".into());
+    let (id, by, command) = match request.op {
+        Op::List {
+            status,
+            helpdesk,
+            all,
+        } => {
+            return Answer::List(ListFilter {
+                status,
+                helpdesk,
+                all,
+            });
+        }
+        Op::Show { id } => return Answer::Done(show(desks.store(), &id)),
+        Op::Take { id, by: taker } => (id, taker.clone(), WorkgroupCommand::Take(taker)),
+        Op::Severity { id, level } => (id, by, WorkgroupCommand::Severity(level)),
+        Op::Classify { id, category } => (id, by, WorkgroupCommand::Classify(category)),
+        Op::Suspend { id, message } => (id, by, WorkgroupCommand::Suspend(message)),
+        Op::Resume { id } => (id, by, WorkgroupCommand::Resume),
+        Op::Close { id } => (id, by, WorkgroupCommand::Close),
+        Op::Reopen { id } => (id, by, WorkgroupCommand::Reopen),
+    };
+    Answer::Done(match desks.command(&id, &by, command).await {
+        Ok(t) => Response::Ticket {
+            ticket: Box::new(t),
+        },
+        Err(e) => Response::Error {
+            error: e.to_string(),
+        },
+    })
+}
+
+fn show(store: &TicketStore, id: &str) -> Response {
+    match store.get(id) {
+        Ok(Some(t)) => Response::Ticket {
+            ticket: Box::new(t),
+        },
+        Ok(None) => Response::Error {
+            error: format!("no ticket {id}"),
+        },
+        Err(e) => Response::Error {
+            error: e.to_string(),
+        },
+    }
+}
+
 /// What `list` shows.
-struct ListFilter<'a> {
+struct ListFilter {
     status: Option<Status>,
-    helpdesk: Option<&'a str>,
+    helpdesk: Option<String>,
     /// Void tickets too, without `--status void`.
     all: bool,
 }
 
-impl ListFilter<'_> {
+impl ListFilter {
     fn matches(&self, t: &Ticket) -> bool {
         let status = match self.status {
             Some(s) => t.status == s,
@@ -169,6 +222,7 @@ impl ListFilter<'_> {
         status
             && self
                 .helpdesk
+                .as_deref()
                 .is_none_or(|h| t.helpdesk.eq_ignore_ascii_case(h))
     }
 }
@@ -180,7 +234,7 @@ impl ListFilter<'_> {
 async fn stream_list(
     w: &mut (impl AsyncWriteExt + Unpin),
     store: &TicketStore,
-    filter: &ListFilter<'_>,
+    filter: &ListFilter,
 ) -> std::io::Result<()> {
     let index = match store.ticket_index() {
         Ok(index) => index,

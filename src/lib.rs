@@ -4,23 +4,22 @@
 //! The modules follow the pipeline:
 //! smtp (session) -> parse -> auth -> route -> classify -> store -> tag ->
 //! forward -> outbox; `pipeline` strings the middle stages together.
+pub mod app;
 pub mod auth;
 pub mod classify;
 pub mod config;
 pub mod control;
+pub mod desk;
 pub mod envelope;
 pub mod forward;
-pub mod lifecycle;
 pub mod logging;
 pub mod metrics;
 pub mod milter;
 pub mod outbox;
 pub mod parse;
-pub mod pipeline;
 pub mod reason;
 pub mod route;
 pub mod server;
-pub mod settle;
 pub mod smtp;
 pub mod spool;
 pub mod store;

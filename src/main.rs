@@ -5,18 +5,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use std::sync::Arc;
-
 use ticketgate::config::{Config, MilterAddr, NextHop};
-use ticketgate::lifecycle::Helpdesks;
 use ticketgate::logging::{self, LogFormat};
-use ticketgate::milter::MilterListener;
-use ticketgate::outbox::Outbox;
-use ticketgate::outbox::msgid::Signer;
 use ticketgate::outbox::render::Templates;
-use ticketgate::pipeline::Pipeline;
-use ticketgate::server::{Server, Shared};
-use ticketgate::store::TicketStore;
 
 #[derive(Parser)]
 #[command(
@@ -92,35 +83,61 @@ struct ServeArgs {
 
 mod tickets;
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
-        Command::CheckConfig { config } => check_config(&config),
-        Command::Serve(args) => serve(args),
-        Command::Tickets(args) => tickets::run(args),
+/// Why a command failed: what it says on stderr, and its exit code.
+enum Failure {
+    /// The config or an option is wrong (exit 2); the message names the
+    /// file, line and key, and is printed as it is.
+    Config(String),
+    /// `serve` could not start or stopped on an error (exit 1).
+    Serve(String),
+    /// `tickets` could not do what was asked (exit 1).
+    Tickets(String),
+}
+
+impl Failure {
+    fn code(&self) -> u8 {
+        match self {
+            Failure::Config(_) => 2,
+            Failure::Serve(_) | Failure::Tickets(_) => 1,
+        }
+    }
+
+    fn text(&self) -> String {
+        match self {
+            Failure::Config(e) => e.clone(),
+            Failure::Serve(e) => format!("ticketgate: {e}"),
+            Failure::Tickets(e) => format!("ticketgate tickets: {e}"),
+        }
     }
 }
 
-fn check_config(path: &std::path::Path) -> ExitCode {
-    let checked = Config::load(path)
-        .map_err(|e| e.to_string())
-        .and_then(|c| Templates::load(&c.templates_dir()).map(|_| c));
-    match checked {
-        Ok(config) => {
-            let queues: usize = config.helpdesks.iter().map(|h| h.queues.len()).sum();
-            println!(
-                "{}: ok ({} helpdesks, {} addresses)",
-                path.display(),
-                config.helpdesks.len(),
-                queues
-            );
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            ExitCode::from(2)
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let done = match cli.command {
+        Command::CheckConfig { config } => check_config(&config),
+        Command::Serve(args) => serve(args),
+        Command::Tickets(args) => tickets::run(args).map_err(Failure::Tickets),
+    };
+    match done {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("{}", failure.text());
+            ExitCode::from(failure.code())
         }
     }
+}
+
+fn check_config(path: &std::path::Path) -> Result<(), Failure> {
+    let config = Config::load(path).map_err(|e| Failure::Config(e.to_string()))?;
+    Templates::load(&config.templates_dir()).map_err(Failure::Config)?;
+    let queues: usize = config.helpdesks.iter().map(|h| h.queues.len()).sum();
+    println!(
+        "{}: ok ({} helpdesks, {} addresses)",
+        path.display(),
+        config.helpdesks.len(),
+        queues
+    );
+    Ok(())
 }
 
 fn apply_overrides(config: &mut Config, args: &ServeArgs) -> Result<(), String> {
@@ -156,213 +173,16 @@ fn apply_overrides(config: &mut Config, args: &ServeArgs) -> Result<(), String> 
     Ok(())
 }
 
-fn serve(args: ServeArgs) -> ExitCode {
+fn serve(args: ServeArgs) -> Result<(), Failure> {
     logging::init(args.log_format);
-    let mut config = match Config::load(&args.config) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    if let Err(e) = apply_overrides(&mut config, &args) {
-        eprintln!("{e}");
-        return ExitCode::from(2);
-    }
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(config, args.config.clone())) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+    let mut config = Config::load(&args.config).map_err(|e| Failure::Config(e.to_string()))?;
+    apply_overrides(&mut config, &args).map_err(Failure::Config)?;
+    let runtime = tokio::runtime::Runtime::new()
+        .map_err(|e| Failure::Serve(format!("cannot start the runtime: {e}")))?;
+    runtime
+        .block_on(ticketgate::app::signals::serve(config, &args.config))
+        .map_err(|e| {
             tracing::error!("{e}");
-            eprintln!("ticketgate: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-async fn run(config: Config, config_path: PathBuf) -> Result<(), String> {
-    let data_dir = config.server.data_dir.clone();
-    std::fs::create_dir_all(&data_dir)
-        .map_err(|e| format!("data dir {}: {e}", data_dir.display()))?;
-    // No session runs yet: every spool file is a leftover of a kill.
-    let leftovers = ticketgate::spool::remove_leftovers(&data_dir.join("spool"));
-    if leftovers > 0 {
-        tracing::info!(
-            files = leftovers,
-            "removed spool files left by an earlier run"
-        );
-    }
-    let store = TicketStore::open(&data_dir)
-        .map_err(|e| format!("ticket store in {}: {e}", data_dir.display()))?;
-    tokio::spawn(sweep_blobs(store.clone(), config.store.clone()));
-    let signer = Signer::load_or_create(&data_dir, &config.server.hostname)
-        .map_err(|e| format!("message-id key in {}: {e}", data_dir.display()))?;
-    let templates = Templates::load(&config.templates_dir())?;
-    let outbox = Outbox::start(
-        store.clone(),
-        config.server.reply_relay,
-        &config.server.hostname,
-        config.outbox.clone(),
-    );
-    let control_path = config.control_path();
-    let desks = Arc::new(Helpdesks::new(
-        config.clone(),
-        store,
-        outbox,
-        signer,
-        templates,
-    ));
-    let _control = ticketgate::control::start(&control_path, desks.clone())
-        .map_err(|e| format!("control socket {}: {e}", control_path.display()))?;
-    tokio::spawn(reload_on_hangup(config_path, desks.clone()));
-    if let Some(addr) = config.metrics.listen {
-        ticketgate::metrics::serve(addr)
-            .await
-            .map_err(|e| format!("metrics endpoint {addr}: {e}"))?;
-        tracing::info!(%addr, "metrics on http://{addr}/metrics");
-    }
-    tokio::spawn(log_counters(config.metrics.log_interval_secs));
-    let pipeline = Pipeline::new(desks);
-    let shared = Arc::new(Shared { config, pipeline });
-    let smtp = bind_smtp(&shared).await?;
-    let milter = bind_milter(&shared).await?;
-    // One signal stops both listeners.
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        let _ = stop.send(true);
-    });
-    let until_stopped = || {
-        let mut stopped = stopped.clone();
-        async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        }
-    };
-    let smtp = async {
-        if let Some(server) = smtp {
-            server.run(until_stopped()).await;
-        }
-    };
-    let milter = async {
-        if let Some(listener) = milter {
-            listener.run(until_stopped()).await;
-        }
-    };
-    tracing::info!("ticketgate ready");
-    tokio::join!(smtp, milter);
-    tracing::info!("ticketgate stopped");
-    Ok(())
-}
-
-async fn bind_smtp(shared: &Arc<Shared>) -> Result<Option<Server>, String> {
-    let config = &shared.config;
-    if config.milter.only {
-        return Ok(None);
-    }
-    let listen = config.server.listen;
-    let server = Server::bind(shared.clone())
-        .await
-        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-    let addr = server.local_addr().map_err(|e| e.to_string())?;
-    let next_hop = config.server.next_hop.to_string();
-    tracing::info!(listen = %addr, next_hop, "SMTP listener ready");
-    Ok(Some(server))
-}
-
-async fn bind_milter(shared: &Arc<Shared>) -> Result<Option<MilterListener>, String> {
-    let Some(addr) = &shared.config.milter.listen else {
-        return Ok(None);
-    };
-    let listener = MilterListener::bind(addr, shared.clone())
-        .await
-        .map_err(|e| format!("cannot listen for the milter on {addr}: {e}"))?;
-    tracing::info!(listen = %listener.local_addr(), "milter listener ready");
-    Ok(Some(listener))
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop with kill -9");
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
-    }
-}
-
-/// Removes blobs past their retention, at start and then periodically.
-async fn sweep_blobs(store: TicketStore, config: ticketgate::config::StoreConfig) {
-    let period = std::time::Duration::from_secs(u64::from(config.retention_sweep_hours) * 3600);
-    let mut tick = tokio::time::interval(period);
-    loop {
-        tick.tick().await;
-        let store = store.clone();
-        let retention = config.retention();
-        let swept = tokio::task::spawn_blocking(move || {
-            store.sweep_blobs(std::time::SystemTime::now(), retention)
+            Failure::Serve(e.to_string())
         })
-        .await;
-        match swept {
-            Ok(Ok(0)) => {}
-            Ok(Ok(removed)) => tracing::info!(removed, "retention: removed old blobs"),
-            Ok(Err(e)) => tracing::error!(error = %e, "retention sweep failed"),
-            Err(e) => tracing::error!(error = %e, "retention sweep task failed"),
-        }
-    }
-}
-
-/// Logs the counters every `interval_secs` (0: never) and on SIGUSR1.
-async fn log_counters(interval_secs: u64) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {
-        tracing::error!("cannot install the SIGUSR1 handler");
-        return;
-    };
-    let period = std::time::Duration::from_secs(interval_secs.max(1));
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    loop {
-        tokio::select! {
-            _ = tick.tick(), if interval_secs > 0 => {}
-            _ = usr1.recv() => {}
-        }
-        ticketgate::metrics::METRICS.log();
-    }
-}
-
-/// SIGHUP re-reads the config file and swaps in its helpdesks and reply
-/// templates; sessions go on. A file that does not check keeps the running
-/// configuration. Other settings (listen, limits, ...) need a restart.
-async fn reload_on_hangup(path: PathBuf, desks: Arc<Helpdesks>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        tracing::error!("cannot install the SIGHUP handler: reload needs a restart");
-        return;
-    };
-    while hup.recv().await.is_some() {
-        let loaded = Config::load(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|c| Templates::load(&c.templates_dir()).map(|t| (c, t)));
-        match loaded {
-            Ok((config, templates)) => {
-                let count = config.helpdesks.len();
-                desks.reload(config.helpdesks, templates);
-                tracing::info!(config = %path.display(), helpdesks = count, "SIGHUP: helpdesks and templates reloaded");
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "SIGHUP: reload refused, keeping the running configuration")
-            }
-        }
-    }
 }

@@ -1,7 +1,6 @@
 //! `ticketgate tickets`: a client of the server's control socket.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use ticketgate::config::Config;
 use ticketgate::control::{self, Request, Response};
@@ -9,34 +8,23 @@ use ticketgate::ticket::Ticket;
 
 use crate::TicketsArgs;
 
-pub fn run(args: TicketsArgs) -> ExitCode {
-    let socket = match socket_path(&args) {
-        Ok(p) => p,
-        Err(e) => return fail(&e),
-    };
+/// Sends one request to the server; `Err` is what to tell the user.
+pub fn run(args: TicketsArgs) -> Result<(), String> {
+    let socket = socket_path(&args)?;
     let op = args.command;
     let by = args.actor.or_else(|| std::env::var("USER").ok());
     let request = Request { op, actor: by };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(r) => r,
-        Err(e) => return fail(&e.to_string()),
-    };
-    match runtime.block_on(control::call(&socket, &request)) {
-        Ok(Response::Error { error }) => fail(&error),
-        Ok(response) => {
+        .map_err(|e| e.to_string())?;
+    match runtime.block_on(control::call(&socket, &request))? {
+        Response::Error { error } => Err(error),
+        response => {
             print(&response, args.json);
-            ExitCode::SUCCESS
+            Ok(())
         }
-        Err(e) => fail(&e),
     }
-}
-
-fn fail(msg: &str) -> ExitCode {
-    eprintln!("ticketgate tickets: {msg}");
-    ExitCode::from(1)
 }
 
 fn socket_path(args: &TicketsArgs) -> Result<PathBuf, String> {
@@ -75,7 +63,8 @@ fn print(response: &Response, json: bool) {
             }
         }
         Response::Ticket { ticket } => print_ticket(ticket),
-        Response::Error { error } => eprintln!("{error}"),
+        // Told by the caller, with the exit code.
+        Response::Error { .. } => {}
     }
 }
 

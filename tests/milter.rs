@@ -630,20 +630,16 @@ async fn unix_socket_listener_replaces_a_stale_socket_but_never_a_file() {
 
     // A regular file in its place is not ours to delete.
     std::fs::write(&path, b"precious").unwrap();
+    let data = tempfile::tempdir().unwrap();
     let config = {
         let mut c = ticketgate::config::Config::load(&repo_path("config/ticketgate.toml")).unwrap();
         c.milter.listen = Some(addr.try_into().unwrap());
+        c.server.listen = "127.0.0.1:0".parse().unwrap();
+        c.server.data_dir = data.path().to_path_buf();
+        c.server.control = Some(data.path().join("control.sock"));
         c
     };
-    let shared = std::sync::Arc::new(ticketgate::server::Shared {
-        config,
-        pipeline: ticketgate::pipeline::Pipeline::pass_through(),
-    });
-    let refused = ticketgate::milter::MilterListener::bind(
-        shared.config.milter.listen.as_ref().unwrap(),
-        shared.clone(),
-    )
-    .await;
+    let refused = ticketgate::app::start(config).await;
     assert!(refused.is_err());
     assert_eq!(std::fs::read(&path).unwrap(), b"precious");
 }

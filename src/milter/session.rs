@@ -15,9 +15,9 @@ use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::watch;
 
+use crate::desk::pipeline::{self, Prepared};
 use crate::envelope::ClientInfo;
 use crate::envelope::Envelope;
-use crate::pipeline::{self, Prepared};
 use crate::server::{Phase, Shared};
 use crate::spool::Spool;
 use crate::tag;

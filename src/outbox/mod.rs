@@ -17,7 +17,7 @@ pub mod compose;
 pub mod limit;
 pub mod msgid;
 pub mod render;
-pub mod suppress;
+pub mod settle;
 mod sweep;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -130,7 +130,7 @@ impl Outbox {
     /// Asks the sweep to look at this ticket when something in it may
     /// need settling (`settle::next_check`).
     pub fn watch(&self, ticket: &Ticket) {
-        if let Some(at) = crate::settle::next_check(ticket, self.horizon()) {
+        if let Some(at) = settle::next_check(ticket, self.horizon()) {
             self.watch_at((ticket.id.clone(), String::new()), at);
         }
     }
@@ -145,9 +145,9 @@ impl Outbox {
 
     /// The next hop's answer to the message is on the ticket. After a 4xx
     /// the sweep still looks at the horizon: no retry may come.
-    pub fn answered(&self, ticket: &Ticket, identity: &str, verdict: crate::settle::HopVerdict) {
+    pub fn answered(&self, ticket: &Ticket, identity: &str, verdict: settle::HopVerdict) {
         self.enqueue_queued(ticket);
-        if !matches!(verdict, crate::settle::HopVerdict::Temporary(_)) {
+        if !matches!(verdict, settle::HopVerdict::Temporary(_)) {
             let key = (ticket.id.clone(), identity.to_string());
             let mut watched = self.inner.watched.lock().unwrap_or_else(|p| p.into_inner());
             watched.remove(&key);

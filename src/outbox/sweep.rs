@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::Outbox;
 use super::limit::RateLimiter;
-use crate::settle::{self, HopVerdict};
+use super::settle::{self, HopVerdict};
 use crate::store::Change;
 use crate::ticket::{Ticket, Timestamp};
 

@@ -9,11 +9,9 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
 
+use ticketgate::app::Running as App;
 use ticketgate::config::Config;
-use ticketgate::pipeline::Pipeline;
-use ticketgate::server::{Server, Shared};
 
 /// A message as the sink received it: envelope and unstuffed content.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,29 +191,33 @@ fn addr_of(line: &str) -> String {
     line[start..end].to_string()
 }
 
-/// A ticketgate instance running in this test process.
+/// A ticketgate instance running in this test process, started by the
+/// library's composition root (`ticketgate::app::start`), as `serve` is.
 pub struct Gate {
     pub addr: SocketAddr,
     /// The milter listener, when the config has `[milter] listen`.
     pub milter: Option<SocketAddr>,
     pub data_dir: tempfile::TempDir,
-    stop: Option<oneshot::Sender<()>>,
-    pub task: tokio::task::JoinHandle<()>,
+    app: Option<App>,
 }
 
 impl Gate {
     pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+        if let Some(app) = self.app.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(30), app.stop()).await;
         }
-        let _ = tokio::time::timeout(Duration::from_secs(30), &mut self.task).await;
     }
 
     /// Starts shutdown without waiting for it.
     pub fn begin_stop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+        if let Some(app) = &self.app {
+            app.begin_stop();
         }
+    }
+
+    /// The running service (store, outbox, config).
+    pub fn service(&self) -> std::sync::Arc<ticketgate::desk::Service> {
+        self.app.as_ref().expect("running").service().clone()
     }
 }
 
@@ -239,51 +241,14 @@ pub async fn start_gate(next_hop: &str, extra: &str) -> Gate {
 }
 
 pub async fn start_gate_with(config: Config, data_dir: tempfile::TempDir) -> Gate {
-    serve(config, Pipeline::pass_through(), data_dir).await
-}
-
-/// Binds and runs a server in this process until the Gate is stopped.
-async fn serve(config: Config, pipeline: Pipeline, data_dir: tempfile::TempDir) -> Gate {
-    let milter_addr = config.milter.listen.clone();
-    let shared = std::sync::Arc::new(Shared { config, pipeline });
-    let server = Server::bind(shared.clone()).await.unwrap();
-    let addr = server.local_addr().unwrap();
-    let milter = match milter_addr {
-        Some(a) => Some(
-            ticketgate::milter::MilterListener::bind(&a, shared)
-                .await
-                .unwrap(),
-        ),
-        None => None,
-    };
-    let milter_tcp = milter.as_ref().and_then(|m| m.tcp_addr());
-    let (tx, rx) = oneshot::channel::<()>();
-    let (stop_all, stopped) = tokio::sync::watch::channel(false);
-    let until_stopped = move || {
-        let mut stopped = stopped.clone();
-        async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        }
-    };
-    let task = tokio::spawn(async move {
-        tokio::spawn(async move {
-            let _ = rx.await;
-            let _ = stop_all.send(true);
-        });
-        let smtp = server.run(until_stopped());
-        let milter = async {
-            if let Some(m) = milter {
-                m.run(until_stopped()).await;
-            }
-        };
-        tokio::join!(smtp, milter);
-    });
+    let app = ticketgate::app::start(config)
+        .await
+        .expect("ticketgate starts");
     Gate {
-        addr,
-        milter: milter_tcp,
+        addr: app.smtp_addr().unwrap_or_else(|| ([0, 0, 0, 0], 0).into()),
+        milter: app.milter_tcp_addr(),
         data_dir,
-        stop: Some(tx),
-        task,
+        app: Some(app),
     }
 }
 
@@ -404,7 +369,7 @@ pub fn wire(content: &[u8]) -> Vec<u8> {
 /// and `relay` as reply relay.
 pub struct DeskGate {
     pub gate: Gate,
-    pub desks: std::sync::Arc<ticketgate::lifecycle::Helpdesks>,
+    pub desks: std::sync::Arc<ticketgate::desk::Service>,
     pub control: PathBuf,
 }
 
@@ -437,12 +402,6 @@ pub async fn start_desk_gate_with(
     data_dir: tempfile::TempDir,
     tweak: impl FnOnce(&mut Config),
 ) -> DeskGate {
-    use ticketgate::lifecycle::Helpdesks;
-    use ticketgate::outbox::Outbox;
-    use ticketgate::outbox::msgid::Signer;
-    use ticketgate::outbox::render::Templates;
-    use ticketgate::store::TicketStore;
-
     let mut config =
         Config::load(&repo_path("config/ticketgate.toml")).expect("shipped config loads");
     config.server.listen = "127.0.0.1:0".parse().unwrap();
@@ -454,22 +413,10 @@ pub async fn start_desk_gate_with(
     let control = data_dir.path().join("control.sock");
     config.server.control = Some(control.clone());
     tweak(&mut config);
-    let store = TicketStore::open(data_dir.path()).unwrap();
-    let signer = Signer::load_or_create(data_dir.path(), "gate.test").unwrap();
-    let templates = Templates::load(&config.templates_dir()).unwrap();
-    let outbox = Outbox::start(store.clone(), relay, "gate.test", config.outbox.clone());
-    let desks = std::sync::Arc::new(Helpdesks::new(
-        config.clone(),
-        store,
-        outbox,
-        signer,
-        templates,
-    ));
-    ticketgate::control::start(&control, desks.clone()).unwrap();
-    let gate = serve(config, Pipeline::new(desks.clone()), data_dir).await;
+    let gate = start_gate_with(config, data_dir).await;
     DeskGate {
+        desks: gate.service(),
         gate,
-        desks,
         control,
     }
 }

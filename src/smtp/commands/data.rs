@@ -6,10 +6,10 @@ use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::desk::pipeline::{self, Prepared};
 use crate::envelope::Envelope;
 use crate::forward::Outgoing;
 use crate::metrics::METRICS;
-use crate::pipeline::{self, Prepared};
 use crate::server::Phase;
 use crate::smtp::session::{Flow, Session, State, shutting_down};
 use crate::spool::Spool;

@@ -8,16 +8,19 @@ use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::replies::{self, Wanted};
+use super::service::{Loaded, Service};
+use super::transitions::{self, Followup};
 use crate::auth::{self, AuthVerdict};
 use crate::classify::{self, Classification};
 use crate::config::HelpdeskConfig;
 use crate::envelope::Envelope;
-use crate::lifecycle::{self, Followup, Helpdesks, Loaded};
 use crate::metrics::{METRICS, MessageKind};
+use crate::outbox::render::Extra;
+use crate::outbox::settle::{self, HopVerdict};
 use crate::parse::{self, ParseLimits, ParsedAttachment, ParsedMail};
 use crate::reason::ReasonCode;
 use crate::route::{RoutedDesk, Routing};
-use crate::settle::{self, HopVerdict};
 use crate::spool::Spool;
 use crate::store::{Change, Outcome as StoreOutcome, StoreError, TicketStore};
 use crate::tag;
@@ -103,7 +106,7 @@ struct Read {
 
 /// Without helpdesks (`None`), every message passes through untouched.
 pub struct Pipeline {
-    desks: Option<Arc<Helpdesks>>,
+    desks: Option<Arc<Service>>,
     /// KiB of messages being parsed (`limits.parse_memory_bytes`).
     parse_budget: Arc<Semaphore>,
 }
@@ -127,7 +130,7 @@ impl Pipeline {
         }
     }
 
-    pub fn new(desks: Arc<Helpdesks>) -> Pipeline {
+    pub fn new(desks: Arc<Service>) -> Pipeline {
         let units = desks
             .config()
             .limits
@@ -158,7 +161,7 @@ impl Pipeline {
         if routing.desks.is_empty() {
             return Ok(Prepared::pass_through());
         }
-        let config = desks.config();
+        let config = &loaded.config;
         let cuts = scan_header(spool, &config.server.hostname)
             .await
             .map_err(|e| spool_error(envelope, e))?;
@@ -231,7 +234,7 @@ impl Pipeline {
     /// blobs straight from the parsed message, without copies.
     async fn read_and_parse(
         &self,
-        desks: &Arc<Helpdesks>,
+        desks: &Arc<Service>,
         envelope: &Envelope<'_>,
         spool: &Spool,
     ) -> Result<Read, Reply> {
@@ -243,7 +246,7 @@ impl Pipeline {
         } else {
             HEAD_BYTES
         };
-        let budget = self.parse_slot(envelope, want, config).await?;
+        let budget = self.parse_slot(envelope, want, &config).await?;
         let bytes = match complete {
             true => spool.read_all(max).await,
             false => spool.head(HEAD_BYTES).await.map(Some),
@@ -314,35 +317,45 @@ impl Pipeline {
     /// Opens or updates this helpdesk's ticket, durably.
     async fn apply_to_desk(
         &self,
-        desks: &Arc<Helpdesks>,
+        desks: &Arc<Service>,
         input: &MessageInput<'_>,
     ) -> Result<(Ticket, TicketOutcome), Reply> {
         let desk = &input.loaded.table.helpdesks()[input.routed.helpdesk];
         let queue = &desk.queues[input.routed.queue];
         let class = classify::classify(desk, queue, input.mail);
         let dedupe_key = dedupe_key(&desk.ticket_prefix, input.mail, input.identity);
-        let reply_to = desks.reply_address(input.mail, input.envelope.from, input.verdict);
-        let suppressed = desks.reply_suppression(input.mail, input.envelope.from, input.verdict);
+        let reply_to = replies::reply_address(input.mail, input.envelope.from, input.verdict);
+        let suppressed =
+            replies::reply_suppression(input.mail, input.envelope.from, input.verdict, |a| {
+                input.loaded.table.is_own_address(a)
+            });
         let followup = desks.find_followup(desk, input.mail, &class);
         let record = message_record(input, &class, followup.as_ref());
         let change = match &followup {
             Some(f) if f.ticket_exists => {
-                let followup_input = lifecycle::FollowupInput {
-                    desks: desks.clone(),
+                let followup_input = transitions::FollowupInput {
                     desk: desk.clone(),
                     class: class.clone(),
-                    sender: lifecycle::sender_of(input.mail, input.envelope.from),
-                    proof: lifecycle::Proof::of(input.mail, input.envelope.from, input.verdict, f),
+                    sender: transitions::sender_of(input.mail, input.envelope.from),
+                    proof: transitions::Proof::of(
+                        input.mail,
+                        input.envelope.from,
+                        input.verdict,
+                        f,
+                    ),
                     out_of_office: input.mail.out_of_office,
                     record,
                     suppressed,
                 };
-                let caps = TicketCaps::from(&desks.config().limits);
+                let caps = TicketCaps::from(&input.loaded.config.limits);
+                let drafter = desks.drafter(input.loaded, desk);
                 Change::Update {
                     id: f.ticket_id.clone(),
                     dedupe_key,
                     apply: Box::new(move |t: &mut Ticket| {
-                        lifecycle::apply_followup(t, followup_input);
+                        if let Some(notice) = transitions::apply_followup(t, followup_input) {
+                            drafter.add(t, notice);
+                        }
                         caps.enforce(t);
                         Ok(())
                     }),
@@ -409,7 +422,7 @@ impl Pipeline {
 
 /// Settles one ticket with the next hop's answer to this message.
 async fn record_one(
-    desks: &Arc<Helpdesks>,
+    desks: &Arc<Service>,
     t: &TicketOutcome,
     verdict: HopVerdict,
 ) -> Result<(), StoreError> {
@@ -477,7 +490,7 @@ impl TicketCaps {
 /// A new ticket for this message, with its confirmation drafted once the
 /// writer has given it an id.
 fn new_ticket_change(
-    desks: &Arc<Helpdesks>,
+    desks: &Arc<Service>,
     input: &MessageInput<'_>,
     desk: &HelpdeskConfig,
     class: &Classification,
@@ -491,7 +504,7 @@ fn new_ticket_change(
     reasons.extend(class.reasons.iter().copied());
     reasons.extend(input.verdict.reasons.iter().copied());
     reasons.extend(suppressed);
-    let requester = lifecycle::sender_of(input.mail, input.envelope.from);
+    let requester = transitions::sender_of(input.mail, input.envelope.from);
     let now = now_rfc3339();
     let ticket = Ticket {
         id: String::new(),
@@ -530,27 +543,22 @@ fn new_ticket_change(
         void: None,
     };
     let prefix = desk.ticket_prefix.clone();
-    let desks = desks.clone();
-    let desk = desk.clone();
-    let vague = class.vague;
+    let drafter = desks.drafter(input.loaded, desk);
+    let missing = match (class.vague, &desk.rules.quality_message) {
+        (true, Some(text)) => text.clone(),
+        _ => String::new(),
+    };
     let finish = move |t: &mut Ticket| {
-        if suppressed.is_none() {
-            let missing = match (vague, &desk.rules.quality_message) {
-                (true, Some(text)) => text.clone(),
-                _ => String::new(),
-            };
-            let extra = crate::outbox::render::Extra {
+        if suppressed.is_none()
+            && let Some(first) = t.messages.first().cloned()
+        {
+            let extra = Extra {
                 message: String::new(),
                 missing,
             };
-            let first = t.messages.first().cloned();
-            desks.auto_reply(
-                &desk,
+            drafter.add(
                 t,
-                ReplyKind::Created,
-                &reply_to,
-                first.as_ref(),
-                &extra,
+                Wanted::answer(ReplyKind::Created, &reply_to, &first, extra),
             );
         }
         Ok(())
@@ -588,7 +596,7 @@ fn message_record(
     }
     MessageRecord {
         message_id: input.mail.message_id.clone(),
-        from: lifecycle::sender_of(input.mail, input.envelope.from),
+        from: transitions::sender_of(input.mail, input.envelope.from),
         subject: input.mail.subject.clone(),
         received_at: now_rfc3339(),
         attachments: input.attachments.to_vec(),

@@ -16,7 +16,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::outbox::limit::RateLimiter;
+use super::limit::RateLimiter;
 use crate::reason::ReasonCode;
 use crate::store::Change;
 use crate::ticket::{
