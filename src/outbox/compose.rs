@@ -1,4 +1,15 @@
 //! Builds the raw RFC 5322 message of an automatic reply.
+//!
+//! mail-builder does the encoding: RFC 2047 encoded words for non-ASCII
+//! header text and display names, header folding, and the body's transfer
+//! encoding (7bit when it can, else quoted-printable or base64, whichever
+//! is shorter).
+
+use mail_builder::MessageBuilder;
+use mail_builder::headers::address::Address;
+use mail_builder::headers::date::Date;
+use mail_builder::headers::raw::Raw;
+use mail_builder::headers::text::Text;
 
 use crate::config::HelpdeskConfig;
 
@@ -14,137 +25,181 @@ pub struct Draft<'a> {
 }
 
 pub fn compose(d: &Draft<'_>) -> String {
-    let date = time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc2822)
-        .unwrap_or_default();
-    let mut m = String::with_capacity(d.body.len() + 1024);
-    push(
-        &mut m,
-        "From",
-        &format!("{} <{}>", encode_word(&d.desk.name), d.desk.reply_from),
+    let name = one_line(&d.desk.name);
+    let from = Address::new_address(
+        (!name.trim().is_empty()).then_some(name),
+        one_line(&d.desk.reply_from),
     );
-    push(&mut m, "To", &format!("<{}>", d.to));
-    push(&mut m, "Subject", &encode_word(d.subject));
-    push(&mut m, "Date", &date);
-    push(&mut m, "Message-ID", &format!("<{}>", d.message_id));
+    let mut m = MessageBuilder::new()
+        .from(from)
+        .to(Address::new_address(None::<String>, one_line(d.to)))
+        .subject(Text::new(one_line(d.subject)))
+        .date(Date::now())
+        .message_id(one_line(d.message_id));
     if let Some(parent) = d.in_reply_to {
-        push(&mut m, "In-Reply-To", &format!("<{parent}>"));
-        push(&mut m, "References", &format!("<{parent}>"));
+        m = m.in_reply_to(one_line(parent)).references(one_line(parent));
     }
-    push(&mut m, "Auto-Submitted", "auto-replied");
-    // Asks Exchange and Outlook not to answer us with their own auto-replies.
-    push(&mut m, "X-Auto-Response-Suppress", "All");
-    push(&mut m, "X-Ticketgate-Ticket", d.ticket_id);
-    push(&mut m, "MIME-Version", "1.0");
-    push(&mut m, "Content-Type", "text/plain; charset=utf-8");
-    push(&mut m, "Content-Transfer-Encoding", "quoted-printable");
-    m.push_str("\r\n");
-    m.push_str(&quoted_printable(d.body));
-    m
+    m.header("Auto-Submitted", Raw::new("auto-replied"))
+        // Asks Exchange and Outlook not to answer us with their own auto-replies.
+        .header("X-Auto-Response-Suppress", Raw::new("All"))
+        .header("X-Ticketgate-Ticket", Text::new(one_line(d.ticket_id)))
+        .header("MIME-Version", Raw::new("1.0"))
+        // text/plain; charset="utf-8", and a Content-Transfer-Encoding.
+        .text_body(body_lines(d.body))
+        .write_to_string()
+        .expect("a message built in memory from UTF-8 text is UTF-8")
 }
 
-fn push(m: &mut String, name: &str, value: &str) {
-    let clean: String = value
-        .chars()
-        .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
-        .collect();
-    m.push_str(name);
-    m.push_str(": ");
-    m.push_str(&clean);
-    m.push_str("\r\n");
+/// A header value on one line: mail-builder folds and encodes it, but a
+/// CR or LF inside would end the header (and start another).
+fn one_line(value: &str) -> String {
+    value.replace(['\r', '\n'], " ")
 }
 
-/// RFC 2047 B-encoding when the text is not plain ASCII.
-pub fn encode_word(text: &str) -> String {
-    if text.is_ascii() {
-        return text.to_string();
+/// The body with LF line ends (mail-builder writes CRLF for each) and a
+/// final line end, so the message ends in CRLF.
+fn body_lines(body: &str) -> String {
+    let mut text = body.replace("\r\n", "\n").replace('\r', "\n");
+    if !text.ends_with('\n') {
+        text.push('\n');
     }
-    use std::fmt::Write;
-    // Split on character boundaries so no encoded word exceeds 75 octets.
-    let mut out = Vec::new();
-    let mut chunk = String::new();
-    for c in text.chars() {
-        if chunk.len() + c.len_utf8() > 45 {
-            out.push(std::mem::take(&mut chunk));
-        }
-        chunk.push(c);
-    }
-    out.push(chunk);
-    let mut s = String::new();
-    for (i, part) in out.iter().enumerate() {
-        if i > 0 {
-            s.push_str("\r\n ");
-        }
-        let _ = write!(s, "=?UTF-8?B?{}?=", base64_encode(part.as_bytes()));
-    }
-    s
-}
-
-fn base64_encode(bytes: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for c in bytes.chunks(3) {
-        let n = (c[0] as u32) << 16
-            | (*c.get(1).unwrap_or(&0) as u32) << 8
-            | *c.get(2).unwrap_or(&0) as u32;
-        for i in 0..4 {
-            if i <= c.len() {
-                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// RFC 2045 quoted-printable with CRLF line ends and soft breaks at 76.
-fn quoted_printable(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + text.len() / 8);
-    for line in text.replace("\r\n", "\n").split('\n') {
-        let mut width = 0;
-        let bytes = line.as_bytes();
-        for (i, &b) in bytes.iter().enumerate() {
-            let last = i + 1 == bytes.len();
-            let plain = (b == b' ' || b == b'\t') && !last || (33..=126).contains(&b) && b != b'=';
-            let piece = if plain {
-                (b as char).to_string()
-            } else {
-                format!("={b:02X}")
-            };
-            if width + piece.len() > 75 {
-                out.push_str("=\r\n");
-                width = 0;
-            }
-            width += piece.len();
-            out.push_str(&piece);
-        }
-        out.push_str("\r\n");
-    }
-    out
+    text
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mail_parser::{HeaderValue, MessageParser, MimeHeaders};
 
-    #[test]
-    fn qp_encodes_accents_and_keeps_lines_short() {
-        let qp = quoted_printable(&format!("città è {}", "x".repeat(100)));
-        assert!(qp.starts_with("citt=C3=A0 =C3=A8 "));
-        assert!(qp.lines().all(|l| l.len() <= 76));
+    fn desk() -> HelpdeskConfig {
+        toml::from_str(
+            "name = \"Città Servizi\"\nticket_prefix = \"PP\"\nreply_from = \"help@projectpp.it\"\n",
+        )
+        .unwrap()
+    }
+
+    fn draft<'a>(desk: &'a HelpdeskConfig, subject: &'a str, body: &'a str) -> Draft<'a> {
+        Draft {
+            desk,
+            to: "mario@cliente.example",
+            subject,
+            body,
+            message_id: "r1.PP-2026-000001@projectpp.it",
+            ticket_id: "PP-2026-000001",
+            in_reply_to: Some("m1@cliente.example"),
+        }
+    }
+
+    fn head(raw: &str) -> &str {
+        raw.split("\r\n\r\n").next().unwrap()
     }
 
     #[test]
-    fn encoded_word_round_trips_through_mail_parser() {
-        let subject = encode_word("[PP-2026-000001] Apertura ticket: perché non va è così");
-        let raw = format!("Subject: {subject}\r\n\r\nx\r\n");
-        let parsed = mail_parser::MessageParser::default()
-            .parse(raw.as_bytes())
-            .unwrap();
+    fn every_header_of_a_reply_is_there() {
+        let desk = desk();
+        let raw = compose(&draft(&desk, "[PP-2026-000001] Apertura", "Ciao"));
+        let parsed = MessageParser::default().parse(raw.as_bytes()).unwrap();
+        let from = parsed.from().unwrap().first().unwrap();
+        assert_eq!(from.name(), Some("Città Servizi"));
+        assert_eq!(from.address(), Some("help@projectpp.it"));
         assert_eq!(
-            parsed.subject(),
-            Some("[PP-2026-000001] Apertura ticket: perché non va è così")
+            parsed.to().unwrap().first().unwrap().address(),
+            Some("mario@cliente.example")
+        );
+        assert_eq!(parsed.subject(), Some("[PP-2026-000001] Apertura"));
+        assert!(parsed.date().is_some());
+        assert_eq!(parsed.message_id(), Some("r1.PP-2026-000001@projectpp.it"));
+        assert_eq!(parsed.in_reply_to().as_text(), Some("m1@cliente.example"));
+        assert_eq!(parsed.references().as_text(), Some("m1@cliente.example"));
+        let text = |name: &str| match parsed.header(name) {
+            Some(HeaderValue::Text(t)) => Some(t.to_string()),
+            _ => None,
+        };
+        assert_eq!(text("Auto-Submitted").as_deref(), Some("auto-replied"));
+        assert_eq!(text("X-Auto-Response-Suppress").as_deref(), Some("All"));
+        assert_eq!(
+            text("X-Ticketgate-Ticket").as_deref(),
+            Some("PP-2026-000001")
+        );
+        assert_eq!(parsed.mime_version().as_text(), Some("1.0"));
+        let ct = parsed.content_type().unwrap();
+        assert_eq!((ct.ctype(), ct.subtype()), ("text", Some("plain")));
+        assert_eq!(ct.attribute("charset"), Some("utf-8"));
+        // Headers the tests and the Postfix chain read line by line.
+        let lines: Vec<&str> = head(&raw).split("\r\n").collect();
+        assert!(lines.contains(&"In-Reply-To: <m1@cliente.example>"));
+        assert!(lines.contains(&"Auto-Submitted: auto-replied"));
+        assert!(lines.contains(&"Subject: [PP-2026-000001] Apertura"));
+        assert!(raw.ends_with("\r\n"));
+    }
+
+    #[test]
+    fn no_in_reply_to_when_answering_nothing() {
+        let desk = desk();
+        let mut d = draft(&desk, "x", "y");
+        d.in_reply_to = None;
+        let raw = compose(&d);
+        assert!(!head(&raw).contains("In-Reply-To"));
+        assert!(!head(&raw).contains("References"));
+    }
+
+    #[test]
+    fn non_ascii_subject_round_trips_through_mail_parser() {
+        let desk = desk();
+        let subject = "[PP-2026-000001] Apertura ticket: perché non va è così, \
+                       e la pratica è ferma da settimane: così non si può";
+        let raw = compose(&draft(&desk, subject, "x"));
+        assert!(head(&raw).is_ascii(), "encoded words, not raw UTF-8");
+        assert!(head(&raw).split("\r\n").all(|l| l.len() <= 78), "{raw}");
+        let parsed = MessageParser::default().parse(raw.as_bytes()).unwrap();
+        assert_eq!(parsed.subject(), Some(subject));
+    }
+
+    #[test]
+    fn long_ascii_subject_is_folded() {
+        let desk = desk();
+        let subject = format!("[PP-2026-000001] {}", "parola ".repeat(30).trim_end());
+        let raw = compose(&draft(&desk, &subject, "x"));
+        assert!(head(&raw).split("\r\n").all(|l| l.len() <= 78), "{raw}");
+        let parsed = MessageParser::default().parse(raw.as_bytes()).unwrap();
+        assert_eq!(parsed.subject(), Some(subject.as_str()));
+    }
+
+    #[test]
+    fn line_breaks_in_header_values_start_no_header() {
+        let desk = desk();
+        let raw = compose(&draft(&desk, "a\r\nBcc: x@evil.example\nb", "x"));
+        assert!(!head(&raw).split("\r\n").any(|l| l.starts_with("Bcc:")));
+        let parsed = MessageParser::default().parse(raw.as_bytes()).unwrap();
+        assert_eq!(parsed.subject(), Some("a  Bcc: x@evil.example b"));
+    }
+
+    #[test]
+    fn body_is_encoded_short_and_decodes_back_exactly() {
+        let desk = desk();
+        let body = format!(
+            "Gentile utente,\n\ncittà è {}\n=fine= \nultima riga",
+            "x".repeat(100)
+        );
+        let raw = compose(&draft(&desk, "x", &body));
+        assert!(raw.contains("Content-Transfer-Encoding: quoted-printable\r\n"));
+        assert!(raw.contains("citt=C3=A0 =C3=A8 "));
+        assert!(raw.split("\r\n").all(|l| l.len() <= 78), "{raw}");
+        assert!(!raw.replace("\r\n", "").contains('\n'), "CRLF only");
+        let parsed = MessageParser::default().parse(raw.as_bytes()).unwrap();
+        let decoded = parsed.body_text(0).unwrap().replace("\r\n", "\n");
+        assert_eq!(decoded, format!("{body}\n"));
+    }
+
+    #[test]
+    fn crlf_body_has_no_bare_line_feeds() {
+        let desk = desk();
+        let raw = compose(&draft(&desk, "x", "uno\r\n\r\ndue è\r\n"));
+        assert!(!raw.replace("\r\n", "").contains(['\r', '\n']), "{raw:?}");
+        let parsed = MessageParser::default().parse(raw.as_bytes()).unwrap();
+        assert_eq!(
+            parsed.body_text(0).unwrap().replace("\r\n", "\n"),
+            "uno\n\ndue è\n"
         );
     }
 }

@@ -1,101 +1,100 @@
-//! A tiny authoritative UDP DNS server for tests (A and TXT answers from a
-//! map, NXDOMAIN for names it does not know), the one tests/auth_dns.rs
-//! runs, for tests that need it through the whole server. Include with
+//! An authoritative DNS server for tests: hickory-server with one
+//! in-memory zone at the root holding the A and TXT records of a map, so a
+//! name under no record is NXDOMAIN and a known name without the asked
+//! type is an empty answer (with the zone's SOA, as a real server gives).
+//! tests/auth_dns.rs and tests/backscatter_dns.rs run it; include with
 //! `#[path = "support/dns.rs"] mod dns;`.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_server::Server;
+use hickory_server::proto::rr::rdata::{A, SOA, TXT};
+use hickory_server::proto::rr::{LowerName, Name, RData, Record as Rr};
+use hickory_server::store::in_memory::InMemoryZoneHandler;
+use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneType};
 
 pub enum Record {
     A(Ipv4Addr),
     Txt(String),
 }
 
-/// Serves `records` on 127.0.0.1 from a thread, for the rest of the test
-/// process.
+const TTL: u32 = 300;
+const SERIAL: u32 = 1;
+
+/// Serves `records` on 127.0.0.1, UDP and TCP on the same port (a
+/// resolver retries a truncated answer over TCP), from a thread with its
+/// own runtime, for the rest of the test process.
 pub fn start_dns(records: HashMap<String, Vec<Record>>) -> SocketAddr {
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let addr = socket.local_addr().unwrap();
+    let catalog = catalog(records);
+    let (udp, tcp) = sockets();
+    let addr = udp.local_addr().unwrap();
     std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        loop {
-            let Ok((len, peer)) = socket.recv_from(&mut buf) else {
-                continue;
-            };
-            if let Some(reply) = answer(&records, &buf[..len]) {
-                let _ = socket.send_to(&reply, peer);
-            }
-        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let mut server = Server::new(catalog);
+            server.register_socket(tokio::net::UdpSocket::from_std(udp).unwrap());
+            server.register_listener(
+                tokio::net::TcpListener::from_std(tcp).unwrap(),
+                Duration::from_secs(5),
+                64,
+            );
+            server.block_until_done().await.unwrap();
+        });
     });
     addr
 }
 
-const TYPE_A: u16 = 1;
-const TYPE_TXT: u16 = 16;
-
-fn answer(records: &HashMap<String, Vec<Record>>, query: &[u8]) -> Option<Vec<u8>> {
-    if query.len() < 12 || u16::from_be_bytes([query[4], query[5]]) == 0 {
-        return None;
-    }
-    // The question: labels, then type and class.
-    let mut pos = 12;
-    let mut labels = Vec::new();
-    loop {
-        let len = *query.get(pos)? as usize;
-        pos += 1;
-        if len == 0 {
-            break;
+/// A UDP socket and a TCP listener on one free port of 127.0.0.1.
+fn sockets() -> (std::net::UdpSocket, std::net::TcpListener) {
+    for _ in 0..100 {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        if let Ok(tcp) = std::net::TcpListener::bind(udp.local_addr().unwrap()) {
+            udp.set_nonblocking(true).unwrap();
+            tcp.set_nonblocking(true).unwrap();
+            return (udp, tcp);
         }
-        if len > 63 {
-            return None; // no compression in questions
-        }
-        labels.push(String::from_utf8_lossy(query.get(pos..pos + len)?).to_ascii_lowercase());
-        pos += len;
     }
-    let qtype = u16::from_be_bytes([*query.get(pos)?, *query.get(pos + 1)?]);
-    let question_end = pos + 4;
-    if query.len() < question_end {
-        return None;
-    }
-    let name = labels.join(".");
+    panic!("no port of 127.0.0.1 free for both UDP and TCP");
+}
 
-    let known = records.get(&name);
-    let rdatas: Vec<Vec<u8>> = known
-        .into_iter()
-        .flatten()
-        .filter_map(|r| match (r, qtype) {
-            (Record::A(ip), TYPE_A) => Some(ip.octets().to_vec()),
-            (Record::Txt(text), TYPE_TXT) => {
-                let mut rdata = Vec::new();
-                for chunk in text.as_bytes().chunks(255) {
-                    rdata.push(chunk.len() as u8);
-                    rdata.extend_from_slice(chunk);
+fn catalog(records: HashMap<String, Vec<Record>>) -> Catalog {
+    let root = Name::root();
+    let mut zone: InMemoryZoneHandler =
+        InMemoryZoneHandler::empty(root.clone(), ZoneType::Primary, AxfrPolicy::Deny);
+    // A short negative TTL: a name the test did not add is not cached long.
+    let soa = SOA::new(
+        Name::from_ascii("ns.test.").unwrap(),
+        Name::from_ascii("hostmaster.test.").unwrap(),
+        SERIAL,
+        3600,
+        600,
+        86400,
+        1,
+    );
+    assert!(zone.upsert_mut(Rr::from_rdata(root.clone(), TTL, RData::SOA(soa)), SERIAL));
+    for (name, rrs) in records {
+        let name = Name::from_ascii(&name)
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .append_domain(&root)
+            .unwrap();
+        for r in rrs {
+            let rdata = match r {
+                Record::A(ip) => RData::A(A(ip)),
+                Record::Txt(text) => {
+                    RData::TXT(TXT::from_bytes(text.as_bytes().chunks(255).collect()))
                 }
-                Some(rdata)
-            }
-            _ => None,
-        })
-        .collect();
-    let rcode: u16 = if known.is_some() { 0 } else { 3 };
-
-    let mut reply = Vec::with_capacity(512);
-    reply.extend_from_slice(&query[0..2]); // id
-    let rd = u16::from_be_bytes([query[2], query[3]]) & 0x0100;
-    let flags: u16 = 0x8000 | 0x0400 | rd | 0x0080 | rcode; // QR AA RD RA
-    reply.extend_from_slice(&flags.to_be_bytes());
-    reply.extend_from_slice(&1u16.to_be_bytes()); // qdcount
-    reply.extend_from_slice(&(rdatas.len() as u16).to_be_bytes());
-    reply.extend_from_slice(&0u16.to_be_bytes()); // nscount
-    reply.extend_from_slice(&0u16.to_be_bytes()); // arcount
-    reply.extend_from_slice(&query[12..question_end]);
-    for rdata in rdatas {
-        reply.extend_from_slice(&[0xc0, 0x0c]); // name: the question's
-        reply.extend_from_slice(&qtype.to_be_bytes());
-        reply.extend_from_slice(&1u16.to_be_bytes()); // IN
-        reply.extend_from_slice(&300u32.to_be_bytes());
-        reply.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
-        reply.extend_from_slice(&rdata);
+            };
+            assert!(zone.upsert_mut(Rr::from_rdata(name.clone(), TTL, rdata), SERIAL));
+        }
     }
-    Some(reply)
+    let mut catalog = Catalog::new();
+    catalog.upsert(LowerName::new(&root), vec![Arc::new(zone)]);
+    catalog
 }
