@@ -71,26 +71,63 @@ impl Outcome {
     }
 }
 
-/// The message as it will leave, and what to do once the next hop answered.
-pub struct Prepared {
-    /// Goes on top of the message (our tags); empty for mail that passes
-    /// through.
-    pub head: Vec<u8>,
-    /// Forged fields left out on the way (sorted byte ranges).
-    pub cuts: Vec<Range<u64>>,
-    /// The header fields we add, in order (what `head` holds); the milter
-    /// asks the MTA to insert these instead.
-    pub added: Vec<(&'static str, String)>,
+/// What the pipeline decided for a message, the same for every front end:
+/// the SMTP front end renders the edits into bytes on the way to the next
+/// hop, the milter into header actions for the MTA.
+pub struct Verdict {
+    pub edits: HeaderEdits,
     pub outcome: Outcome,
 }
 
-impl Prepared {
-    pub fn pass_through() -> Prepared {
-        Prepared {
-            head: Vec::new(),
-            cuts: Vec::new(),
-            added: Vec::new(),
+/// The header edits of a tagged message, applied once by the front end.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderEdits {
+    /// Our fields, in order, for the top of the message; none: the
+    /// message passes untouched.
+    pub add: Vec<(&'static str, String)>,
+    /// The forged fields of the spooled message (sorted byte ranges).
+    pub remove: Vec<Range<u64>>,
+}
+
+impl Verdict {
+    pub fn pass_through() -> Verdict {
+        Verdict {
+            edits: HeaderEdits::default(),
             outcome: Outcome::default(),
+        }
+    }
+}
+
+/// Why the pipeline refused a message; the front end tells its client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The ticket could not be written: the client retries.
+    StoreUnavailable,
+    /// Reading the spool or parsing failed here.
+    LocalError,
+    /// No share of the parse budget within the data timeout.
+    Busy,
+    /// More separate forged fields than we cut.
+    ForgedFlood,
+}
+
+impl Refusal {
+    pub fn reply(self) -> Reply {
+        match self {
+            Refusal::StoreUnavailable => {
+                Reply::new(451, "4.3.0", "Ticket store unavailable, try again later")
+            }
+            Refusal::LocalError => Reply::new(451, "4.3.0", "Local error, try again later"),
+            Refusal::Busy => Reply::new(
+                451,
+                "4.3.2",
+                "Too many messages being processed, try again later",
+            ),
+            Refusal::ForgedFlood => Reply::new(
+                554,
+                "5.6.0",
+                "Too many forged X-Ticketgate or Authentication-Results fields",
+            ),
         }
     }
 }
@@ -113,14 +150,6 @@ pub struct Pipeline {
 
 /// The budget is counted in KiB so that a semaphore's u32 permits cover it.
 const BUDGET_UNIT: usize = 1024;
-
-fn store_unavailable() -> Reply {
-    Reply::new(451, "4.3.0", "Ticket store unavailable, try again later")
-}
-
-fn local_error() -> Reply {
-    Reply::new(451, "4.3.0", "Local error, try again later")
-}
 
 impl Pipeline {
     pub fn pass_through() -> Pipeline {
@@ -152,25 +181,25 @@ impl Pipeline {
 
     /// Runs the stages up to the durable store write. An `Err` is the reply
     /// for our client; nothing is forwarded then.
-    pub async fn prepare(&self, envelope: &Envelope<'_>, spool: &Spool) -> Result<Prepared, Reply> {
+    pub async fn prepare(
+        &self,
+        envelope: &Envelope<'_>,
+        spool: &Spool,
+    ) -> Result<Verdict, Refusal> {
         let Some(desks) = &self.desks else {
-            return Ok(Prepared::pass_through());
+            return Ok(Verdict::pass_through());
         };
         let loaded = desks.loaded();
         let routing = loaded.table.route(envelope.rcpts);
         if routing.desks.is_empty() {
-            return Ok(Prepared::pass_through());
+            return Ok(Verdict::pass_through());
         }
         let config = &loaded.config;
         let cuts = scan_header(spool, &config.server.hostname)
             .await
             .map_err(|e| spool_error(envelope, e))?;
         if cuts.too_many {
-            return Err(Reply::new(
-                554,
-                "5.6.0",
-                "Too many forged X-Ticketgate or Authentication-Results fields",
-            ));
+            return Err(Refusal::ForgedFlood);
         }
         let Read {
             bytes,
@@ -183,7 +212,7 @@ impl Pipeline {
         drop((bytes, _budget));
         if config.server.shadow {
             log_shadow(&loaded, envelope, &mail, &routing);
-            return Ok(Prepared::pass_through());
+            return Ok(Verdict::pass_through());
         }
         let attachments = attachment_records(std::mem::take(&mut mail.attachments));
         let identity = spool.identity();
@@ -220,10 +249,11 @@ impl Pipeline {
                 t.reasons.push(ReasonCode::ForgedAuthResultsRemoved);
             }
         }
-        Ok(Prepared {
-            head: tag::header_block(&headers),
-            cuts: cuts.cuts,
-            added: headers,
+        Ok(Verdict {
+            edits: HeaderEdits {
+                add: headers,
+                remove: cuts.cuts,
+            },
             outcome,
         })
     }
@@ -237,7 +267,7 @@ impl Pipeline {
         desks: &Arc<Service>,
         envelope: &Envelope<'_>,
         spool: &Spool,
-    ) -> Result<Read, Reply> {
+    ) -> Result<Read, Refusal> {
         let config = desks.config();
         let max = config.limits.max_parse_bytes;
         let complete = spool.len() <= max as u64;
@@ -265,11 +295,11 @@ impl Pipeline {
             Ok(Ok(done)) => done,
             Ok(Err(e)) => {
                 tracing::error!(session = envelope.session, error = %e, "cannot write a blob");
-                return Err(store_unavailable());
+                return Err(Refusal::StoreUnavailable);
             }
             Err(e) => {
                 tracing::error!(session = envelope.session, error = %e, "parser task failed");
-                return Err(local_error());
+                return Err(Refusal::LocalError);
             }
         };
         if !complete {
@@ -291,25 +321,21 @@ impl Pipeline {
         envelope: &Envelope<'_>,
         bytes: usize,
         config: &crate::config::Config,
-    ) -> Result<OwnedSemaphorePermit, Reply> {
+    ) -> Result<OwnedSemaphorePermit, Refusal> {
         let units = bytes.div_ceil(BUDGET_UNIT).max(MIN_BUDGET_UNITS);
         let total = config.limits.parse_memory_bytes.div_ceil(BUDGET_UNIT);
         let units = units.min(total).min(u32::MAX as usize) as u32;
         let wait = self.parse_budget.clone().acquire_many_owned(units);
         match tokio::time::timeout(config.limits.data_timeout(), wait).await {
             Ok(Ok(permit)) => Ok(permit),
-            Ok(Err(_)) => Err(local_error()),
+            Ok(Err(_)) => Err(Refusal::LocalError),
             Err(_) => {
                 tracing::warn!(
                     session = envelope.session,
                     bytes,
                     "no parse slot within the data timeout"
                 );
-                Err(Reply::new(
-                    451,
-                    "4.3.2",
-                    "Too many messages being processed, try again later",
-                ))
+                Err(Refusal::Busy)
             }
         }
     }
@@ -319,7 +345,7 @@ impl Pipeline {
         &self,
         desks: &Arc<Service>,
         input: &MessageInput<'_>,
-    ) -> Result<(Ticket, TicketOutcome), Reply> {
+    ) -> Result<(Ticket, TicketOutcome), Refusal> {
         let desk = &input.loaded.table.helpdesks()[input.routed.helpdesk];
         let queue = &desk.queues[input.routed.queue];
         let class = classify::classify(desk, queue, input.mail);
@@ -384,37 +410,35 @@ impl Pipeline {
         Ok(describe(stored, desk, input, &class, followup.as_ref()))
     }
 
-    /// Called with the next hop's reply; returns the reply for our client.
-    /// The ticket change is already on disk; here the replies written with
-    /// it are released (next hop accepted) or cancelled (it refused).
-    pub async fn settle(&self, prepared: &Prepared, hop_reply: &Reply) -> Reply {
+    /// Called once the next hop answered. The ticket change is already on
+    /// disk; here the replies written with it are released (next hop
+    /// accepted) or cancelled (it refused). Never fails: the next hop has
+    /// its answer, and a `451` now would make the message a duplicate
+    /// there; what cannot be recorded now the sweep records later.
+    pub async fn settle(&self, verdict: &Verdict, hop: HopVerdict) {
         let Some(desks) = &self.desks else {
-            return hop_reply.clone();
+            return;
         };
-        let verdict = HopVerdict::of(hop_reply.code);
-        for t in &prepared.outcome.tickets {
-            if record_one(desks, t, verdict).await.is_err() {
-                // The next hop has the message: a 451 now would make it a
-                // duplicate there. The sweep records the answer later.
-                desks.outbox().record_later(&t.ticket, &t.identity, verdict);
+        for t in &verdict.outcome.tickets {
+            if record_one(desks, t, hop).await.is_err() {
+                desks.outbox().record_later(&t.ticket, &t.identity, hop);
             }
         }
-        hop_reply.clone()
     }
 
-    /// Records the next hop's answer on each ticket of the message, durably
-    /// (the milter's verdict waits for this).
+    /// Records our own acceptance of the message on each of its tickets,
+    /// durably, before the front end says so (the milter: once the MTA has
+    /// our accept we hear nothing more of the message).
     pub async fn record_delivery(
         &self,
-        prepared: &Prepared,
-        hop_reply: &Reply,
+        verdict: &Verdict,
+        hop: HopVerdict,
     ) -> Result<(), StoreError> {
         let Some(desks) = &self.desks else {
             return Ok(());
         };
-        let verdict = HopVerdict::of(hop_reply.code);
-        for t in &prepared.outcome.tickets {
-            record_one(desks, t, verdict).await?;
+        for t in &verdict.outcome.tickets {
+            record_one(desks, t, hop).await?;
         }
         Ok(())
     }
@@ -678,9 +702,9 @@ fn dedupe_key(prefix: &str, mail: &ParsedMail, identity: &str) -> Option<String>
     })
 }
 
-fn store_failure(envelope: &Envelope<'_>, e: StoreError) -> Reply {
+fn store_failure(envelope: &Envelope<'_>, e: StoreError) -> Refusal {
     tracing::error!(session = envelope.session, error = %e, "ticket store write failed");
-    store_unavailable()
+    Refusal::StoreUnavailable
 }
 
 /// What one message takes of the parse budget at least: the parser's own
@@ -739,9 +763,9 @@ async fn scan_header(spool: &Spool, authserv_id: &str) -> std::io::Result<tag::H
     Ok(scanner.finish())
 }
 
-fn spool_error(envelope: &Envelope<'_>, e: std::io::Error) -> Reply {
+fn spool_error(envelope: &Envelope<'_>, e: std::io::Error) -> Refusal {
     tracing::error!(session = envelope.session, error = %e, "cannot read the spool");
-    local_error()
+    Refusal::LocalError
 }
 
 fn log_shadow(loaded: &Loaded, envelope: &Envelope<'_>, mail: &ParsedMail, routing: &Routing) {
@@ -770,12 +794,12 @@ fn log_shadow(loaded: &Loaded, envelope: &Envelope<'_>, mail: &ParsedMail, routi
 pub fn log_message(
     envelope: &Envelope<'_>,
     size: u64,
-    prepared: &Prepared,
+    outcome: &Outcome,
     reply: &Reply,
     queue_id: Option<&str>,
     started: std::time::Instant,
 ) {
-    let o = &prepared.outcome;
+    let o = outcome;
     if !reply.is_positive() {
         METRICS.message(MessageKind::Rejected);
     } else if o.tickets.is_empty() {

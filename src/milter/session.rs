@@ -15,9 +15,10 @@ use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::watch;
 
-use crate::desk::pipeline::{self, Prepared};
+use crate::desk::pipeline::{self, Outcome, Verdict};
 use crate::envelope::ClientInfo;
 use crate::envelope::Envelope;
+use crate::outbox::settle::HopVerdict;
 use crate::server::{Phase, Shared};
 use crate::spool::Spool;
 use crate::tag;
@@ -440,7 +441,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MilterSession<S> {
         pipeline::log_message(
             &envelope,
             message.declared_size.unwrap_or(0),
-            &Prepared::pass_through(),
+            &Outcome::default(),
             &verdict_accept(),
             self.macro_value("i"),
             message.started,
@@ -500,14 +501,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MilterSession<S> {
                 "Local error writing the message, try again later",
             ))
         } else {
-            self.shared.pipeline.prepare(&envelope, &spool).await
+            self.shared
+                .pipeline
+                .prepare(&envelope, &spool)
+                .await
+                .map_err(|refusal| refusal.reply())
         };
         match verdict {
             Err(reply) => {
                 pipeline::log_refused(&envelope, &reply, message.started);
                 self.respond(Response::ReplyCode(reply_text(&reply)));
             }
-            Ok(prepared) => self.accept(prepared, &message, spool.len()).await,
+            Ok(verdict) => self.accept(verdict, &message, spool.len()).await,
         }
     }
 
@@ -517,15 +522,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MilterSession<S> {
     /// message, so a crash after it must find the record on disk. If it
     /// cannot be recorded the MTA is told to try again; the retry lands on
     /// the same ticket.
-    async fn accept(&mut self, prepared: Prepared, message: &Message, size: u64) {
+    async fn accept(&mut self, verdict: Verdict, message: &Message, size: u64) {
         let recorded = self
             .shared
             .pipeline
-            .record_delivery(&prepared, &verdict_accept())
+            .record_delivery(&verdict, HopVerdict::Accepted)
             .await;
         let reply = match recorded {
             Ok(()) => {
-                for edit in header_edits(&prepared, &message.forged) {
+                for edit in header_edits(&verdict, &message.forged) {
                     self.respond(edit);
                 }
                 self.respond(Response::Accept);
@@ -547,7 +552,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MilterSession<S> {
         pipeline::log_message(
             &envelope,
             size,
-            &prepared,
+            &verdict.outcome,
             &reply,
             self.macro_value("i"),
             message.started,
@@ -555,8 +560,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MilterSession<S> {
     }
 }
 
-/// What we told the MTA, for `settle` and the log: its own answer to the
-/// client is not ours to see.
+/// What we told the MTA, for the log: its own answer to the client is not
+/// ours to see.
 fn verdict_accept() -> Reply {
     Reply::new(250, "2.0.0", "Milter verdict: accept")
 }
@@ -564,8 +569,8 @@ fn verdict_accept() -> Reply {
 /// The header edits for a tagged message: forged fields deleted (last
 /// first, so no deletion moves the index of another), then ours inserted
 /// at the top in their order.
-fn header_edits(prepared: &Prepared, forged: &[(String, u32)]) -> Vec<Response> {
-    if prepared.added.is_empty() {
+fn header_edits(verdict: &Verdict, forged: &[(String, u32)]) -> Vec<Response> {
+    if verdict.edits.add.is_empty() {
         // Passed through (shadow mode, or no longer a helpdesk after a
         // reload): untouched, like in the SMTP modes.
         return vec![];
@@ -578,7 +583,7 @@ fn header_edits(prepared: &Prepared, forged: &[(String, u32)]) -> Vec<Response> 
             value: String::new(),
         });
     }
-    for (name, value) in prepared.added.iter().rev() {
+    for (name, value) in verdict.edits.add.iter().rev() {
         edits.push(Response::InsertHeader {
             index: 0,
             name: name.to_string(),
@@ -654,8 +659,8 @@ mod tests {
 
     #[test]
     fn forged_fields_are_deleted_last_first_then_ours_inserted() {
-        let mut prepared = Prepared::pass_through();
-        prepared.added = vec![
+        let mut verdict = Verdict::pass_through();
+        verdict.edits.add = vec![
             ("X-Ticketgate-Ticket", "PP-2026-1".into()),
             ("Authentication-Results", "gate; none".into()),
         ];
@@ -670,7 +675,7 @@ mod tests {
             message.note_header(name, value.as_bytes(), "gate");
         }
         let forged = message.forged;
-        let edits = header_edits(&prepared, &forged);
+        let edits = header_edits(&verdict, &forged);
         let change = |index, name: &str| Response::ChangeHeader {
             index,
             name: name.into(),
@@ -692,7 +697,7 @@ mod tests {
                 insert("X-Ticketgate-Ticket", "PP-2026-1"),
             ]
         );
-        assert!(header_edits(&Prepared::pass_through(), &forged).is_empty());
+        assert!(header_edits(&Verdict::pass_through(), &forged).is_empty());
     }
 
     #[test]

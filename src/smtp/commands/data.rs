@@ -6,10 +6,11 @@ use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::desk::pipeline::{self, Prepared};
+use crate::desk::pipeline::{self, Verdict};
 use crate::envelope::Envelope;
 use crate::forward::Outgoing;
 use crate::metrics::METRICS;
+use crate::outbox::settle::HopVerdict;
 use crate::server::Phase;
 use crate::smtp::session::{Flow, Session, State, shutting_down};
 use crate::spool::Spool;
@@ -137,9 +138,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             from: &txn.from,
             rcpts: &txn.rcpts,
         };
-        let prepared = match self.shared.pipeline.prepare(&envelope, &spool).await {
-            Ok(prepared) => prepared,
-            Err(reply) => {
+        let verdict = match self.shared.pipeline.prepare(&envelope, &spool).await {
+            Ok(verdict) => verdict,
+            Err(refusal) => {
+                let reply = refusal.reply();
                 self.state = State::Transaction(txn);
                 self.log_rejected(&reply, started);
                 self.abort_transaction().await;
@@ -147,8 +149,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 return;
             }
         };
-        let hop_reply = self.forward(&prepared, &spool).await;
-        let reply = self.shared.pipeline.settle(&prepared, &hop_reply).await;
+        let reply = self.forward(&verdict, &spool).await;
+        let shared = self.shared.clone();
+        shared
+            .pipeline
+            .settle(&verdict, HopVerdict::of(reply.code))
+            .await;
         let envelope = Envelope {
             session: &self.id,
             client: &self.client,
@@ -158,7 +164,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         pipeline::log_message(
             &envelope,
             spool.len(),
-            &prepared,
+            &verdict.outcome,
             &reply,
             queue_id(&reply),
             started,
@@ -166,10 +172,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.reply(reply);
     }
 
-    async fn forward(&mut self, prepared: &Prepared, spool: &Spool) -> Reply {
+    /// Sends the message on with the verdict's header edits: our fields
+    /// on top, the forged ones left out.
+    async fn forward(&mut self, verdict: &Verdict, spool: &Spool) -> Reply {
+        let head = crate::tag::header_block(&verdict.edits.add);
         let outgoing = Outgoing {
-            head: &prepared.head,
-            cuts: &prepared.cuts,
+            head: &head,
+            cuts: &verdict.edits.remove,
             spool,
         };
         let Some(hop) = self.hop.as_mut() else {
