@@ -822,25 +822,10 @@ mod tests {
         let mut d = pp();
         d.rules = RulesConfig::default();
         d.default_sector = None;
-        let q = QueueConfig {
-            address: "helpdesk.sisemplice.patronato@01s.it".into(),
-            name: None,
-            procedures: vec![
-                "ANF-AUU".into(),
-                "Contabilità INAC".into(),
-                "Patronato".into(),
-            ],
-            aliases: [
-                (
-                    "ANF-AUU".to_string(),
-                    vec!["ANF".to_string(), "AUU".to_string()],
-                ),
-                ("Contabilità INAC".to_string(), vec!["INAC".to_string()]),
-            ]
-            .into(),
-            sector: None,
-            apply_sector_rules: false,
-        };
+        let q = crate::config::patronato_queue(&[
+            ("ANF-AUU", &["ANF", "AUU"]),
+            ("Contabilità INAC", &["INAC"]),
+        ]);
         (d, q)
     }
 

@@ -301,23 +301,7 @@ pub fn check_address(addr: &str) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    fn queue(aliases: &[(&str, &[&str])]) -> super::super::QueueConfig {
-        super::super::QueueConfig {
-            address: "helpdesk.sisemplice.patronato@01s.it".into(),
-            name: None,
-            procedures: vec![
-                "ANF-AUU".into(),
-                "Contabilità INAC".into(),
-                "Patronato".into(),
-            ],
-            aliases: aliases
-                .iter()
-                .map(|(p, a)| (p.to_string(), a.iter().map(|s| s.to_string()).collect()))
-                .collect(),
-            sector: None,
-            apply_sector_rules: false,
-        }
-    }
+    use super::super::patronato_queue as queue;
 
     #[test]
     fn aliases_name_their_queues_procedures_once() {
