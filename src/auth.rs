@@ -210,71 +210,110 @@ async fn check(
     input: Input,
     deadline: Instant,
 ) -> AuthVerdict {
-    let Input {
-        hostname,
-        ip,
-        helo,
-        from,
-        message,
-    } = input;
     // RFC 7208 2.4: for the null sender, check postmaster@HELO.
-    let sender = if from.is_empty() {
-        format!("postmaster@{helo}")
+    let sender = if input.from.is_empty() {
+        format!("postmaster@{}", input.helo)
     } else {
-        from.clone()
+        input.from.clone()
     };
     let mail_from_domain = sender
         .rsplit_once('@')
-        .map_or(helo.as_str(), |(_, d)| d)
+        .map_or(input.helo.as_str(), |(_, d)| d)
         .to_ascii_lowercase();
-    let parsed = AuthenticatedMessage::parse(&message);
+    let parsed = AuthenticatedMessage::parse(&input.message);
 
-    let spf = async {
-        let Some(ip) = ip else {
-            return SpfOutput::new(mail_from_domain.clone()).with_result(SpfResult::None);
-        };
-        let params = SpfParameters::verify_mail_from(ip, &helo, &hostname, &sender);
-        match tokio::time::timeout_at(deadline, resolver.verify_spf(params)).await {
-            Ok(output) => output,
-            Err(_) => SpfOutput::new(mail_from_domain.clone()).with_result(SpfResult::TempError),
-        }
-    };
-    let dkim = async {
-        let Some(msg) = &parsed else {
-            return Vec::new();
-        };
-        match tokio::time::timeout_at(deadline, resolver.verify_dkim(msg)).await {
-            Ok(outputs) => outputs
-                .into_iter()
-                .map(|o| body_hash_fails(msg, o))
-                .collect(),
-            Err(_) => msg
-                .dkim_headers
-                .iter()
-                .map(|h| DkimOutput::temp_err(timeout_error()).with_signature(&h.header))
-                .collect(),
-        }
-    };
-    let (spf, dkim) = tokio::join!(spf, dkim);
-
+    let (spf, dkim) = tokio::join!(
+        verify_spf(&resolver, &input, &sender, &mail_from_domain, deadline),
+        verify_dkim(&resolver, parsed.as_ref(), deadline),
+    );
     let header_from = parsed
         .as_ref()
         .and_then(|m| m.from.first().cloned())
         .unwrap_or_default();
-    let mut dmarc = match &parsed {
+    let dmarc = match &parsed {
         None => DmarcOutput::default(),
         Some(msg) => {
             let params = DmarcParameters::new(msg, &dkim, &mail_from_domain, &spf);
-            match tokio::time::timeout_at(deadline, resolver.verify_dmarc(params)).await {
-                Ok(output) => output,
-                Err(_) => match header_from.rsplit_once('@') {
-                    Some((_, domain)) => DmarcOutput::new(domain.to_ascii_lowercase())
-                        .with_spf_result(DmarcResult::TempError(timeout_error()))
-                        .with_dkim_result(DmarcResult::TempError(timeout_error())),
-                    None => DmarcOutput::default(),
-                },
-            }
+            verify_dmarc(&resolver, params, &header_from, deadline).await
         }
+    };
+
+    let results = method_results(
+        &input.hostname,
+        input.ip,
+        &input.from,
+        &input.helo,
+        &spf,
+        &dkim,
+        &header_from,
+        &dmarc,
+    );
+    let dmarc_status = dmarc_status(&dmarc);
+    AuthVerdict {
+        dmarc_pass: dmarc_status == Status::Pass,
+        spf_fail: matches!(spf.result(), SpfResult::Fail | SpfResult::SoftFail),
+        reasons: reasons(dmarc_status, &spf, &dkim),
+        results,
+    }
+}
+
+/// SPF of `sender` for the client address; without an address there is
+/// nothing to check.
+async fn verify_spf(
+    resolver: &MessageAuthenticator,
+    input: &Input,
+    sender: &str,
+    mail_from_domain: &str,
+    deadline: Instant,
+) -> SpfOutput {
+    let Some(ip) = input.ip else {
+        return SpfOutput::new(mail_from_domain.to_string()).with_result(SpfResult::None);
+    };
+    let params = SpfParameters::verify_mail_from(ip, &input.helo, &input.hostname, sender);
+    match tokio::time::timeout_at(deadline, resolver.verify_spf(params)).await {
+        Ok(output) => output,
+        Err(_) => SpfOutput::new(mail_from_domain.to_string()).with_result(SpfResult::TempError),
+    }
+}
+
+/// Every DKIM signature of the message; on timeout each one is a
+/// temperror, so the results still name them.
+async fn verify_dkim<'x>(
+    resolver: &MessageAuthenticator,
+    parsed: Option<&'x AuthenticatedMessage<'x>>,
+    deadline: Instant,
+) -> Vec<DkimOutput<'x>> {
+    let Some(msg) = parsed else {
+        return Vec::new();
+    };
+    match tokio::time::timeout_at(deadline, resolver.verify_dkim(msg)).await {
+        Ok(outputs) => outputs
+            .into_iter()
+            .map(|o| body_hash_fails(msg, o))
+            .collect(),
+        Err(_) => msg
+            .dkim_headers
+            .iter()
+            .map(|h| DkimOutput::temp_err(timeout_error()).with_signature(&h.header))
+            .collect(),
+    }
+}
+
+/// DMARC of the From domain; on timeout a temperror for that domain.
+async fn verify_dmarc(
+    resolver: &MessageAuthenticator,
+    params: DmarcParameters<'_>,
+    header_from: &str,
+    deadline: Instant,
+) -> DmarcOutput {
+    let dmarc = match tokio::time::timeout_at(deadline, resolver.verify_dmarc(params)).await {
+        Ok(output) => output,
+        Err(_) => match header_from.rsplit_once('@') {
+            Some((_, domain)) => DmarcOutput::new(domain.to_ascii_lowercase())
+                .with_spf_result(DmarcResult::TempError(timeout_error()))
+                .with_dkim_result(DmarcResult::TempError(timeout_error())),
+            None => DmarcOutput::default(),
+        },
     };
     // mail-auth leaves both results at `none` when a policy exists but no
     // identifier passed; RFC 7489 calls that `fail`.
@@ -282,27 +321,20 @@ async fn check(
         && *dmarc.spf_result() == DmarcResult::None
         && *dmarc.dkim_result() == DmarcResult::None
     {
-        dmarc = dmarc.with_spf_result(DmarcResult::Fail(Error::NotAligned));
+        return dmarc.with_spf_result(DmarcResult::Fail(Error::NotAligned));
     }
+    dmarc
+}
 
-    let results = method_results(
-        &hostname,
-        ip,
-        &from,
-        &helo,
-        &spf,
-        &dkim,
-        &header_from,
-        &dmarc,
-    );
-    let dmarc_status = dmarc_status(&dmarc);
+/// The reason codes of the three checks, each once, DMARC's first.
+fn reasons(dmarc: Status, spf: &SpfOutput, dkim: &[DkimOutput<'_>]) -> Vec<ReasonCode> {
     let mut reasons = Vec::new();
     let mut add = |r: ReasonCode| {
         if !reasons.contains(&r) {
             reasons.push(r);
         }
     };
-    add(match dmarc_status {
+    add(match dmarc {
         Status::Pass => ReasonCode::AuthDmarcPass,
         Status::Fail => ReasonCode::AuthDmarcFail,
         Status::TempError => ReasonCode::AuthTempError,
@@ -328,12 +360,7 @@ async fn check(
     {
         add(ReasonCode::AuthTempError);
     }
-    AuthVerdict {
-        dmarc_pass: dmarc_status == Status::Pass,
-        spf_fail: matches!(spf.result(), SpfResult::Fail | SpfResult::SoftFail),
-        reasons,
-        results,
-    }
+    reasons
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

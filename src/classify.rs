@@ -75,42 +75,72 @@ pub fn classify(desk: &HelpdeskConfig, queue: &QueueConfig, mail: &ParsedMail) -
     let stripped_subject = strip_reply_prefixes(&mail.subject);
     let body = Folded::new(&mail.new_text);
     let mut reasons = Vec::new();
-
+    // Each finding pushes its reasons as it is made, so their order is
+    // the order of these lines.
     let procedure = procedure_of(queue, &subject, &body, &mut reasons);
+    let sector = sector_of(desk, queue, &subject, &body, &mut reasons);
+    let urgency = urgency_of(rules, &subject, &mut reasons);
+    let contract = contract_of(rules, &body, &mut reasons);
+    let command = command_of(desk, &mail.subject, &mut reasons);
+    let subject_ticket_id = find_ticket_id(&mail.subject, &desk.ticket_prefix);
+    let vague = is_vague(rules, mail, stripped_subject, &mut reasons);
+    Classification {
+        procedure,
+        sector,
+        urgency,
+        contract,
+        command,
+        subject_ticket_id,
+        vague,
+        reasons,
+    }
+}
 
-    // Sector: the queue's, else keyword rules where the queue applies them,
-    // else the helpdesk default.
-    let sector = if let Some(sector) = &queue.sector {
+/// The queue's sector, else keyword rules where the queue applies them,
+/// else the helpdesk default.
+fn sector_of(
+    desk: &HelpdeskConfig,
+    queue: &QueueConfig,
+    subject: &Folded,
+    body: &Folded,
+    reasons: &mut Vec<ReasonCode>,
+) -> Option<String> {
+    if let Some(sector) = &queue.sector {
         reasons.push(ReasonCode::SectorQueue);
+        return Some(sector.clone());
+    }
+    let by_keyword = if queue.apply_sector_rules {
+        desk.rules.sector_keywords.iter().find(|k| {
+            let prefix = fold_phrase(&k.prefix);
+            !prefix.is_empty()
+                && k.r#in.iter().any(|place| {
+                    let text = match place {
+                        Place::Subject => subject,
+                        Place::Body => body,
+                    };
+                    text.find(&prefix, Match::Prefix).is_some()
+                })
+        })
+    } else {
+        None
+    };
+    if let Some(k) = by_keyword {
+        reasons.push(ReasonCode::SectorKeyword);
+        Some(k.sector.clone())
+    } else if let Some(sector) = &desk.default_sector {
+        reasons.push(ReasonCode::SectorDefault);
         Some(sector.clone())
     } else {
-        let by_keyword = if queue.apply_sector_rules {
-            rules.sector_keywords.iter().find(|k| {
-                let prefix = fold_phrase(&k.prefix);
-                !prefix.is_empty()
-                    && k.r#in.iter().any(|place| {
-                        let text = match place {
-                            Place::Subject => &subject,
-                            Place::Body => &body,
-                        };
-                        text.find(&prefix, Match::Prefix).is_some()
-                    })
-            })
-        } else {
-            None
-        };
-        if let Some(k) = by_keyword {
-            reasons.push(ReasonCode::SectorKeyword);
-            Some(k.sector.clone())
-        } else if let Some(sector) = &desk.default_sector {
-            reasons.push(ReasonCode::SectorDefault);
-            Some(sector.clone())
-        } else {
-            None
-        }
-    };
+        None
+    }
+}
 
-    // Urgency: subject only, the highest level found wins.
+/// Subject only, the highest level found wins.
+fn urgency_of(
+    rules: &crate::config::RulesConfig,
+    subject: &Folded,
+    reasons: &mut Vec<ReasonCode>,
+) -> Urgency {
     let urgency = rules
         .urgency_keywords
         .iter()
@@ -123,36 +153,36 @@ pub fn classify(desk: &HelpdeskConfig, queue: &QueueConfig, mail: &ParsedMail) -
         Urgency::Urgente => ReasonCode::UrgencySubjectUrgente,
         Urgency::Critico => ReasonCode::UrgencySubjectCritico,
     });
+    urgency
+}
 
-    // Contract: "<label> : value" in the new body text.
+/// "<label> : value" in the new body text.
+fn contract_of(
+    rules: &crate::config::RulesConfig,
+    body: &Folded,
+    reasons: &mut Vec<ReasonCode>,
+) -> Option<String> {
     let contract = rules
         .contract_label
         .as_deref()
-        .and_then(|label| find_contract(&body, label));
+        .and_then(|label| find_contract(body, label));
     if contract.is_some() {
         reasons.push(ReasonCode::ContractBody);
     }
+    contract
+}
 
-    let command = mail_command(desk, &mail.subject, &[]);
+fn command_of(
+    desk: &HelpdeskConfig,
+    subject: &str,
+    reasons: &mut Vec<ReasonCode>,
+) -> Option<MailCommand> {
+    let command = mail_command(desk, subject, &[]);
     reasons.extend(command.map(|c| match c {
         MailCommand::Close => ReasonCode::CommandClose,
         MailCommand::Reopen => ReasonCode::CommandReopen,
     }));
-
-    let subject_ticket_id = find_ticket_id(&mail.subject, &desk.ticket_prefix);
-
-    let vague = is_vague(rules, mail, stripped_subject, &mut reasons);
-
-    Classification {
-        procedure,
-        sector,
-        urgency,
-        contract,
-        command,
-        subject_ticket_id,
-        vague,
-        reasons,
-    }
+    command
 }
 
 /// The procedure of a queue shared by several: the one named (by its name
@@ -786,30 +816,22 @@ mod tests {
         assert_eq!(mail_command(&d, &format!("({id})"), &[]), None);
     }
 
-    #[test]
-    fn procedures() {
+    /// A queue shared by three procedures, two of them with aliases, on a
+    /// helpdesk with no rules, so only the procedure is found.
+    fn patronato() -> (HelpdeskConfig, QueueConfig) {
         let mut d = pp();
         d.rules = RulesConfig::default();
         d.default_sector = None;
-        let q = QueueConfig {
-            address: "helpdesk.sisemplice.patronato@01s.it".into(),
-            name: None,
-            procedures: vec![
-                "ANF-AUU".into(),
-                "Contabilità INAC".into(),
-                "Patronato".into(),
-            ],
-            aliases: [
-                (
-                    "ANF-AUU".to_string(),
-                    vec!["ANF".to_string(), "AUU".to_string()],
-                ),
-                ("Contabilità INAC".to_string(), vec!["INAC".to_string()]),
-            ]
-            .into(),
-            sector: None,
-            apply_sector_rules: false,
-        };
+        let q = crate::config::patronato_queue(&[
+            ("ANF-AUU", &["ANF", "AUU"]),
+            ("Contabilità INAC", &["INAC"]),
+        ]);
+        (d, q)
+    }
+
+    #[test]
+    fn procedures() {
+        let (d, q) = patronato();
         let c = classify(&d, &q, &mail("Errore contabilita  inac", "x"));
         assert_eq!(c.procedure.as_deref(), Some("Contabilità INAC"));
         assert!(c.reasons.contains(&ReasonCode::ProcedureSubjectMatch));

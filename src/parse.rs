@@ -634,32 +634,21 @@ fn is_cut_line(lines: &[&str], i: usize) -> bool {
 /// Best effort when mail-parser gives up: unfold the header block, pick the
 /// few headers we use, and keep the rest as the body.
 fn fallback(raw: &[u8], limits: &ParseLimits) -> ParsedMail {
-    let text = String::from_utf8_lossy(raw);
-    let text = text.replace('\0', " ");
-    let (head, body) = match text
-        .find("\r\n\r\n")
-        .map(|i| (i, 4))
-        .or_else(|| text.find("\n\n").map(|i| (i, 2)))
-    {
-        Some((i, n)) => (&text[..i], &text[i + n..]),
-        None => ("", text.as_str()),
-    };
-    let mut headers: Vec<(String, String)> = Vec::new();
-    for line in head.lines() {
-        if line.starts_with([' ', '\t']) {
-            if let Some((_, v)) = headers.last_mut() {
-                v.push(' ');
-                v.push_str(line.trim());
-            }
-        } else if let Some((name, value)) = line.split_once(':') {
-            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
-        }
-    }
+    let text = String::from_utf8_lossy(raw).replace('\0', " ");
+    let (head, body) = split_head(&text);
+    let headers = unfold_headers(head);
     let get = |name: &str| {
         headers
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.clone())
+    };
+    // The same reading of ids as for a parsed message, so a reply threads
+    // alike whichever parser read it.
+    let reference_ids = |name: &str| {
+        get(name).map_or_else(Vec::new, |v| {
+            ids(&HeaderValue::Text(v.into()), limits.reference_ids).0
+        })
     };
     let mut mail = ParsedMail {
         reasons: vec![ReasonCode::ParseFailed],
@@ -669,28 +658,11 @@ fn fallback(raw: &[u8], limits: &ParseLimits) -> ParsedMail {
         mail.subject = decode_words(&subject);
     }
     if let Some(from) = get("from") {
-        let addr = match (from.rfind('<'), from.rfind('>')) {
-            (Some(a), Some(b)) if a < b => from[a + 1..b].to_string(),
-            _ => from.clone(),
-        };
-        mail.from = short_text(&addr);
+        mail.from = short_text(angle_address(&from));
     }
     mail.message_id = get("message-id").and_then(|v| clean_id(&v));
-    let split_ids = |v: Option<String>| -> Vec<String> {
-        v.map(|v| {
-            v.split(|c: char| c.is_whitespace() || c == ',')
-                .filter_map(clean_id)
-                .collect()
-        })
-        .unwrap_or_default()
-    };
-    let kept = |ids: Vec<String>| {
-        let mut seen = HashSet::new();
-        let unique: Vec<String> = ids.into_iter().filter(|i| seen.insert(i.clone())).collect();
-        trim_ids(unique, limits.reference_ids)
-    };
-    mail.in_reply_to = kept(split_ids(get("in-reply-to")));
-    mail.references = kept(split_ids(get("references")));
+    mail.in_reply_to = reference_ids("in-reply-to");
+    mail.references = reference_ids("references");
     mail.auto_submitted = get("auto-submitted").map(|s| s.to_lowercase());
     mail.precedence = get("precedence").map(|s| s.to_lowercase());
     mail.has_list_headers = get("list-id").is_some() || get("list-unsubscribe").is_some();
@@ -709,6 +681,45 @@ fn fallback(raw: &[u8], limits: &ParseLimits) -> ParsedMail {
         mail.reasons.push(ReasonCode::ParseNoMessageId);
     }
     mail
+}
+
+/// The header block and the body, split at the first empty line; with
+/// none, all of it is body.
+fn split_head(text: &str) -> (&str, &str) {
+    match text
+        .find("\r\n\r\n")
+        .map(|i| (i, 4))
+        .or_else(|| text.find("\n\n").map(|i| (i, 2)))
+    {
+        Some((i, n)) => (&text[..i], &text[i + n..]),
+        None => ("", text),
+    }
+}
+
+/// Header fields as (lowercase name, unfolded value), in order; lines that
+/// are neither a field nor a continuation are dropped.
+fn unfold_headers(head: &str) -> Vec<(String, String)> {
+    let mut headers: Vec<(String, String)> = Vec::new();
+    for line in head.lines() {
+        if line.starts_with([' ', '\t']) {
+            if let Some((_, v)) = headers.last_mut() {
+                v.push(' ');
+                v.push_str(line.trim());
+            }
+        } else if let Some((name, value)) = line.split_once(':') {
+            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+        }
+    }
+    headers
+}
+
+/// The address between the last angle brackets of a From field, else the
+/// field as written.
+fn angle_address(from: &str) -> &str {
+    match (from.rfind('<'), from.rfind('>')) {
+        (Some(a), Some(b)) if a < b => &from[a + 1..b],
+        _ => from,
+    }
 }
 
 /// Decodes RFC 2047 encoded words by letting mail-parser read a one-header

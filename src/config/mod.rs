@@ -600,3 +600,24 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let column = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
     (line, column)
 }
+
+/// A queue shared by three procedures, with the aliases given: the tests
+/// of validation and of classification read the same one.
+#[cfg(test)]
+pub(crate) fn patronato_queue(aliases: &[(&str, &[&str])]) -> QueueConfig {
+    QueueConfig {
+        address: "helpdesk.sisemplice.patronato@01s.it".into(),
+        name: None,
+        procedures: vec![
+            "ANF-AUU".into(),
+            "Contabilità INAC".into(),
+            "Patronato".into(),
+        ],
+        aliases: aliases
+            .iter()
+            .map(|(p, a)| (p.to_string(), a.iter().map(|s| s.to_string()).collect()))
+            .collect(),
+        sector: None,
+        apply_sector_rules: false,
+    }
+}

@@ -6,13 +6,45 @@ use std::path::Path;
 use super::{Config, ConfigError};
 
 pub fn validate(file: &Path, config: &Config) -> Result<(), ConfigError> {
-    let invalid = |key: String, message: String| ConfigError::Invalid {
-        file: file.to_path_buf(),
-        key,
-        message,
-    };
-    let limits = &config.limits;
-    for (key, value) in [
+    // The sections are checked in this order so that a file with several
+    // mistakes always reports the same first one.
+    check_limits(&config.limits)
+        .and_then(|()| check_server(&config.server))
+        .and_then(|()| check_milter(&config.milter))
+        .and_then(|()| check_outbox_and_store(config))
+        .and_then(|()| check_auth(&config.auth))
+        .and_then(|()| check_helpdesks(&config.helpdesks))
+        .map_err(|Problem { key, message }| ConfigError::Invalid {
+            file: file.to_path_buf(),
+            key,
+            message,
+        })
+}
+
+/// What is wrong, and under which key; `validate` adds the file.
+struct Problem {
+    key: String,
+    message: String,
+}
+
+fn problem(key: impl Into<String>, message: impl Into<String>) -> Problem {
+    Problem {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// Zero would mean "never" or "nothing" for each of these, which no
+/// setting is meant to allow.
+fn positive(values: &[(&str, u64)]) -> Result<(), Problem> {
+    match values.iter().find(|(_, value)| *value == 0) {
+        Some((key, _)) => Err(problem(*key, "must be greater than 0")),
+        None => Ok(()),
+    }
+}
+
+fn check_limits(limits: &super::LimitsConfig) -> Result<(), Problem> {
+    positive(&[
         ("limits.max_message_size", limits.max_message_size),
         ("limits.max_recipients", limits.max_recipients as u64),
         ("limits.max_connections", limits.max_connections as u64),
@@ -35,15 +67,10 @@ pub fn validate(file: &Path, config: &Config) -> Result<(), ConfigError> {
             "limits.stress_idle_timeout_secs",
             limits.stress_idle_timeout_secs,
         ),
-    ] {
-        if value == 0 {
-            return Err(invalid(key.into(), "must be greater than 0".into()));
-        }
-    }
-
+    ])?;
     if limits.parse_memory_bytes < limits.max_parse_bytes {
-        return Err(invalid(
-            "limits.parse_memory_bytes".into(),
+        return Err(problem(
+            "limits.parse_memory_bytes",
             format!(
                 "must be at least limits.max_parse_bytes ({}), or a message that size could never be parsed",
                 limits.max_parse_bytes
@@ -51,44 +78,47 @@ pub fn validate(file: &Path, config: &Config) -> Result<(), ConfigError> {
         ));
     }
     if !(1..=100).contains(&limits.stress_threshold_percent) {
-        return Err(invalid(
-            "limits.stress_threshold_percent".into(),
-            "must be between 1 and 100".into(),
+        return Err(problem(
+            "limits.stress_threshold_percent",
+            "must be between 1 and 100",
         ));
     }
-    if let Some(c) = config
-        .server
+    Ok(())
+}
+
+fn check_server(server: &super::ServerConfig) -> Result<(), Problem> {
+    match server
         .recipient_delimiter
         .chars()
         .find(|c| c.is_whitespace() || *c == '@' || *c == '"')
     {
-        return Err(invalid(
-            "server.recipient_delimiter".into(),
+        Some(c) => Err(problem(
+            "server.recipient_delimiter",
             format!("{c:?} cannot separate an address extension"),
-        ));
+        )),
+        None => Ok(()),
     }
+}
 
-    let milter = &config.milter;
+fn check_milter(milter: &super::MilterConfig) -> Result<(), Problem> {
     if milter.only && milter.listen.is_none() {
-        return Err(invalid(
-            "milter.only".into(),
-            "needs milter.listen (or --milter ADDR): nothing would listen".into(),
+        return Err(problem(
+            "milter.only",
+            "needs milter.listen (or --milter ADDR): nothing would listen",
         ));
     }
-    if milter.read_timeout_secs == 0 {
-        return Err(invalid(
-            "milter.read_timeout_secs".into(),
-            "must be greater than 0".into(),
-        ));
-    }
+    positive(&[("milter.read_timeout_secs", milter.read_timeout_secs)])?;
     if milter.max_packet_bytes < 70 * 1024 {
-        return Err(invalid(
-            "milter.max_packet_bytes".into(),
-            "must be at least 71680 (a 64 KiB body chunk and its header)".into(),
+        return Err(problem(
+            "milter.max_packet_bytes",
+            "must be at least 71680 (a 64 KiB body chunk and its header)",
         ));
     }
+    Ok(())
+}
 
-    for (key, value) in [
+fn check_outbox_and_store(config: &Config) -> Result<(), Problem> {
+    positive(&[
         (
             "outbox.settle_horizon_secs",
             config.outbox.settle_horizon_secs,
@@ -105,88 +135,116 @@ pub fn validate(file: &Path, config: &Config) -> Result<(), ConfigError> {
             "store.retention_sweep_hours",
             u64::from(config.store.retention_sweep_hours),
         ),
-    ] {
-        if value == 0 {
-            return Err(invalid(key.into(), "must be greater than 0".into()));
-        }
-    }
+    ])
+}
 
-    if config.auth.dns_timeout_secs == Some(0) {
-        return Err(invalid(
-            "auth.dns_timeout_secs".into(),
-            "must be greater than 0".into(),
-        ));
+fn check_auth(auth: &super::AuthConfig) -> Result<(), Problem> {
+    if let Some(secs) = auth.dns_timeout_secs {
+        positive(&[("auth.dns_timeout_secs", secs)])?;
     }
-    if config.auth.dns == super::DnsMode::System && config.auth.nameservers.is_empty() {
+    if auth.dns == super::DnsMode::System && auth.nameservers.is_empty() {
         // Fail at startup, not on the first message.
         if let Err(e) = mail_auth::hickory_resolver::system_conf::read_system_conf() {
-            return Err(invalid(
-                "auth.dns".into(),
+            return Err(problem(
+                "auth.dns",
                 format!(
                     "\"system\" needs the resolvers of /etc/resolv.conf, which cannot be read ({e}); set auth.nameservers or use \"off\""
                 ),
             ));
         }
     }
+    Ok(())
+}
 
+/// Names and prefixes are per helpdesk, but a ticket prefix or a queue
+/// address used twice would make routing ambiguous, so those are checked
+/// across all of them.
+fn check_helpdesks(helpdesks: &[super::HelpdeskConfig]) -> Result<(), Problem> {
     let mut seen_address: HashMap<String, String> = HashMap::new();
     let mut seen_prefix: HashMap<String, String> = HashMap::new();
-    for (h, desk) in config.helpdesks.iter().enumerate() {
+    for (h, desk) in helpdesks.iter().enumerate() {
         let key = |rest: &str| format!("helpdesk[{h}] ({}).{rest}", desk.name);
-        if desk.name.trim().is_empty() {
-            return Err(invalid(key("name"), "must not be empty".into()));
-        }
-        if desk.ticket_prefix.is_empty()
-            || !desk
-                .ticket_prefix
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric())
-        {
-            return Err(invalid(
-                key("ticket_prefix"),
-                format!("`{}` must be ASCII letters and digits", desk.ticket_prefix),
+        check_desk_identity(desk, &key, &mut seen_prefix)?;
+        check_address(&desk.reply_from).map_err(|m| problem(key("reply_from"), m))?;
+        check_queues(desk, &key, &mut seen_address)?;
+        check_severities(desk, &key)?;
+    }
+    Ok(())
+}
+
+/// `key` names a key below this helpdesk, as errors report it.
+fn check_desk_identity(
+    desk: &super::HelpdeskConfig,
+    key: &impl Fn(&str) -> String,
+    seen_prefix: &mut HashMap<String, String>,
+) -> Result<(), Problem> {
+    if desk.name.trim().is_empty() {
+        return Err(problem(key("name"), "must not be empty"));
+    }
+    if desk.ticket_prefix.is_empty()
+        || !desk
+            .ticket_prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric())
+    {
+        return Err(problem(
+            key("ticket_prefix"),
+            format!("`{}` must be ASCII letters and digits", desk.ticket_prefix),
+        ));
+    }
+    // Without case: ticket ids are found in subjects that way.
+    if let Some(other) =
+        seen_prefix.insert(desk.ticket_prefix.to_ascii_uppercase(), desk.name.clone())
+    {
+        return Err(problem(
+            key("ticket_prefix"),
+            format!(
+                "`{}` is already used by helpdesk {other}",
+                desk.ticket_prefix
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_queues(
+    desk: &super::HelpdeskConfig,
+    key: &impl Fn(&str) -> String,
+    seen_address: &mut HashMap<String, String>,
+) -> Result<(), Problem> {
+    if desk.queues.is_empty() {
+        return Err(problem(key("queue"), "a helpdesk needs at least one queue"));
+    }
+    for (q, queue) in desk.queues.iter().enumerate() {
+        let address = || key(&format!("queue[{q}].address"));
+        check_address(&queue.address).map_err(|m| problem(address(), m))?;
+        check_aliases(queue).map_err(|m| problem(key(&format!("queue[{q}].aliases")), m))?;
+        let lower = queue.address.to_lowercase();
+        if let Some(other) = seen_address.insert(lower, desk.name.clone()) {
+            return Err(problem(
+                address(),
+                format!("`{}` is already a queue of {other}", queue.address),
             ));
-        }
-        if let Some(other) =
-            seen_prefix.insert(desk.ticket_prefix.to_ascii_uppercase(), desk.name.clone())
-        {
-            return Err(invalid(
-                key("ticket_prefix"),
-                format!(
-                    "`{}` is already used by helpdesk {other}",
-                    desk.ticket_prefix
-                ),
-            ));
-        }
-        check_address(&desk.reply_from).map_err(|m| invalid(key("reply_from"), m))?;
-        if desk.queues.is_empty() {
-            return Err(invalid(
-                key("queue"),
-                "a helpdesk needs at least one queue".into(),
-            ));
-        }
-        for (q, queue) in desk.queues.iter().enumerate() {
-            check_address(&queue.address)
-                .map_err(|m| invalid(key(&format!("queue[{q}].address")), m))?;
-            check_aliases(queue).map_err(|m| invalid(key(&format!("queue[{q}].aliases")), m))?;
-            let lower = queue.address.to_lowercase();
-            if let Some(other) = seen_address.insert(lower, desk.name.clone()) {
-                return Err(invalid(
-                    key(&format!("queue[{q}].address")),
-                    format!("`{}` is already a queue of {other}", queue.address),
-                ));
-            }
-        }
-        for (s, sev) in desk.severities.iter().enumerate() {
-            if sev.level.trim().is_empty() {
-                return Err(invalid(
-                    key(&format!("severity[{s}].level")),
-                    "must not be empty".into(),
-                ));
-            }
         }
     }
     Ok(())
+}
+
+fn check_severities(
+    desk: &super::HelpdeskConfig,
+    key: &impl Fn(&str) -> String,
+) -> Result<(), Problem> {
+    match desk
+        .severities
+        .iter()
+        .position(|sev| sev.level.trim().is_empty())
+    {
+        Some(s) => Err(problem(
+            key(&format!("severity[{s}].level")),
+            "must not be empty",
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Aliases name procedures of their queue, are not empty, and no alias
@@ -243,23 +301,7 @@ pub fn check_address(addr: &str) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    fn queue(aliases: &[(&str, &[&str])]) -> super::super::QueueConfig {
-        super::super::QueueConfig {
-            address: "helpdesk.sisemplice.patronato@01s.it".into(),
-            name: None,
-            procedures: vec![
-                "ANF-AUU".into(),
-                "Contabilità INAC".into(),
-                "Patronato".into(),
-            ],
-            aliases: aliases
-                .iter()
-                .map(|(p, a)| (p.to_string(), a.iter().map(|s| s.to_string()).collect()))
-                .collect(),
-            sector: None,
-            apply_sector_rules: false,
-        }
-    }
+    use super::super::patronato_queue as queue;
 
     #[test]
     fn aliases_name_their_queues_procedures_once() {

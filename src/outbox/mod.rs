@@ -266,49 +266,32 @@ impl Outbox {
         let cfg = &self.inner.config;
         let (max_attempts, initial, max) =
             (cfg.max_attempts, cfg.retry_initial_secs, cfg.retry_max_secs);
-        let msgid = key.1.clone();
-        let apply = move |t: &mut Ticket| {
-            let void = t.status == Status::Void;
-            let r = t
-                .replies
-                .iter_mut()
-                .find(|r| r.message_id == msgid)
-                .ok_or("reply vanished")?;
-            if r.state != ReplyState::Queued {
-                return Ok(());
-            }
-            if void {
-                r.state = ReplyState::Cancelled;
-                r.reason = Some(ReasonCode::ReplyCancelledVoid);
-            } else if r.attempts >= max_attempts {
-                r.state = ReplyState::Failed;
-                r.reason = Some(ReasonCode::ReplyFailedAttempts);
-            } else {
-                r.attempts += 1;
-                let secs = backoff(initial, max, r.attempts);
-                r.next_attempt_at = Some(rfc3339(
-                    time::OffsetDateTime::now_utc() + Duration::from_secs(secs),
-                ));
-            }
-            Ok(())
-        };
-        let change = Change::Update {
-            id: key.0.clone(),
-            dedupe_key: None,
-            apply: Box::new(apply),
-        };
-        match self.inner.store.submit(change).await {
-            Ok(outcome) => {
-                let t = outcome.ticket();
-                match t.replies.iter().find(|r| r.message_id == key.1) {
-                    Some(r) if r.state == ReplyState::Queued => Permit::Send(r.clone()),
-                    Some(r) => {
-                        log_reply(t, r, "not sent");
-                        Permit::Settled
-                    }
-                    None => Permit::Settled,
+        let written = self
+            .update_queued(key, move |status, r| {
+                if status == Status::Void {
+                    r.state = ReplyState::Cancelled;
+                    r.reason = Some(ReasonCode::ReplyCancelledVoid);
+                } else if r.attempts >= max_attempts {
+                    r.state = ReplyState::Failed;
+                    r.reason = Some(ReasonCode::ReplyFailedAttempts);
+                } else {
+                    r.attempts += 1;
+                    let secs = backoff(initial, max, r.attempts);
+                    r.next_attempt_at = Some(rfc3339(
+                        time::OffsetDateTime::now_utc() + Duration::from_secs(secs),
+                    ));
                 }
-            }
+            })
+            .await;
+        match written {
+            Ok(t) => match reply_in(&t, key) {
+                Some(r) if r.state == ReplyState::Queued => Permit::Send(r.clone()),
+                Some(r) => {
+                    log_reply(&t, r, "not sent");
+                    Permit::Settled
+                }
+                None => Permit::Settled,
+            },
             Err(crate::store::StoreError::Rejected(_) | crate::store::StoreError::NotFound(_)) => {
                 Permit::Settled
             }
@@ -317,6 +300,35 @@ impl Outbox {
                 Permit::Unrecorded
             }
         }
+    }
+
+    /// Runs `change` (given the ticket's status) on the reply of `key` if
+    /// it is still queued: one settled meanwhile, by the sweep or an
+    /// earlier attempt, stays as it is. Returns the ticket as written.
+    async fn update_queued(
+        &self,
+        key: &Key,
+        change: impl FnOnce(Status, &mut ReplyRecord) + Send + 'static,
+    ) -> Result<Ticket, crate::store::StoreError> {
+        let msgid = key.1.clone();
+        let apply = move |t: &mut Ticket| {
+            let status = t.status;
+            let r = t
+                .replies
+                .iter_mut()
+                .find(|r| r.message_id == msgid)
+                .ok_or("reply vanished")?;
+            if r.state == ReplyState::Queued {
+                change(status, r);
+            }
+            Ok(())
+        };
+        let change = Change::Update {
+            id: key.0.clone(),
+            dedupe_key: None,
+            apply: Box::new(apply),
+        };
+        Ok(self.inner.store.submit(change).await?.into_ticket())
     }
 
     fn current(&self, (ticket, msgid): &Key) -> Option<ReplyRecord> {
@@ -364,50 +376,28 @@ impl Outbox {
     /// Writes the attempt's result; returns the delay to the next attempt.
     async fn record(&self, key: &Key, attempt: Attempt) -> Option<Duration> {
         let cfg = &self.inner.config;
-        let msgid = key.1.clone();
-        let (state, reason, note) = match &attempt {
-            Attempt::Sent => (ReplyState::Sent, None, String::new()),
-            Attempt::Fail(e) => (
-                ReplyState::Failed,
-                Some(ReasonCode::ReplyFailedRelayRefused),
-                e.clone(),
-            ),
-            Attempt::Retry(e) => (ReplyState::Queued, None, e.clone()),
-        };
         let (max_attempts, initial, max) =
             (cfg.max_attempts, cfg.retry_initial_secs, cfg.retry_max_secs);
+        let (state, reason, note) = attempt.result();
         // The attempt was counted and the next one scheduled before it was
         // made (`begin_attempt`); a retry keeps that schedule.
-        let apply = move |t: &mut Ticket| {
-            let r = t
-                .replies
-                .iter_mut()
-                .find(|r| r.message_id == msgid)
-                .ok_or("reply vanished")?;
-            if r.state != ReplyState::Queued {
-                return Ok(());
-            }
-            r.state = state;
-            r.reason = reason;
-            if state != ReplyState::Queued {
-                r.next_attempt_at = None;
-            } else if r.attempts >= max_attempts {
-                r.state = ReplyState::Failed;
-                r.reason = Some(ReasonCode::ReplyFailedAttempts);
-                r.next_attempt_at = None;
-            }
-            Ok(())
-        };
-        let change = Change::Update {
-            id: key.0.clone(),
-            dedupe_key: None,
-            apply: Box::new(apply),
-        };
-        match self.inner.store.submit(change).await {
-            Ok(outcome) => {
-                let ticket = outcome.ticket();
-                let r = ticket.replies.iter().find(|r| r.message_id == key.1)?;
-                log_reply(ticket, r, &note);
+        let written = self
+            .update_queued(key, move |_, r| {
+                r.state = state;
+                r.reason = reason;
+                if state != ReplyState::Queued {
+                    r.next_attempt_at = None;
+                } else if r.attempts >= max_attempts {
+                    r.state = ReplyState::Failed;
+                    r.reason = Some(ReasonCode::ReplyFailedAttempts);
+                    r.next_attempt_at = None;
+                }
+            })
+            .await;
+        match written {
+            Ok(ticket) => {
+                let r = reply_in(&ticket, key)?;
+                log_reply(&ticket, r, &note);
                 if r.state != ReplyState::Queued {
                     self.forget(key);
                     return None;
@@ -423,6 +413,26 @@ impl Outbox {
             }
         }
     }
+}
+
+impl Attempt {
+    /// The reply's state, reason and log note after this attempt; a retry
+    /// leaves it queued.
+    fn result(self) -> (ReplyState, Option<ReasonCode>, String) {
+        match self {
+            Attempt::Sent => (ReplyState::Sent, None, String::new()),
+            Attempt::Fail(e) => (
+                ReplyState::Failed,
+                Some(ReasonCode::ReplyFailedRelayRefused),
+                e,
+            ),
+            Attempt::Retry(e) => (ReplyState::Queued, None, e),
+        }
+    }
+}
+
+fn reply_in<'t>(ticket: &'t Ticket, (_, msgid): &Key) -> Option<&'t ReplyRecord> {
+    ticket.replies.iter().find(|r| &r.message_id == msgid)
 }
 
 fn log_reply(ticket: &Ticket, r: &ReplyRecord, note: &str) {
