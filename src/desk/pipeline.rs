@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::replies::{self, Wanted};
+use super::replies::{self, Drafter, Wanted};
 use super::service::{Loaded, Service};
 use super::transitions::{self, Followup};
 use crate::auth::{self, AuthVerdict};
@@ -132,6 +132,27 @@ impl Refusal {
     }
 }
 
+/// Each ticket says which forged fields the message came with.
+fn note_forged(outcome: &mut Outcome, cuts: &tag::HeaderCuts) {
+    for t in &mut outcome.tickets {
+        if cuts.forged_tags > 0 {
+            t.reasons.push(ReasonCode::ForgedHeaderRemoved);
+        }
+        if cuts.forged_auth_results > 0 {
+            t.reasons.push(ReasonCode::ForgedAuthResultsRemoved);
+        }
+    }
+}
+
+/// A parsed and authenticated message, as the tickets are made from it.
+struct Message {
+    mail: ParsedMail,
+    auth: AuthVerdict,
+    attachments: Vec<AttachmentRecord>,
+    raw_sha256: String,
+    identity: String,
+}
+
 /// What parsing left for the later stages: the raw bytes (DKIM needs
 /// them), held only until authentication is done.
 struct Read {
@@ -215,47 +236,62 @@ impl Pipeline {
             return Ok(Verdict::pass_through());
         }
         let attachments = attachment_records(std::mem::take(&mut mail.attachments));
-        let identity = spool.identity();
+        let message = Message {
+            mail,
+            auth: verdict,
+            attachments,
+            raw_sha256,
+            identity: spool.identity(),
+        };
+        let (mut add, mut outcome) = self
+            .ticket_each_desk(desks, &loaded, envelope, &routing, &message)
+            .await?;
+        add.push((
+            "Authentication-Results",
+            message.auth.header_value(&config.server.hostname),
+        ));
+        note_forged(&mut outcome, &cuts);
+        Ok(Verdict {
+            edits: HeaderEdits {
+                add,
+                remove: cuts.cuts,
+            },
+            outcome,
+        })
+    }
+
+    /// Opens or updates the ticket of each helpdesk the message is routed
+    /// to; returns our tags and what was done.
+    async fn ticket_each_desk(
+        &self,
+        desks: &Arc<Service>,
+        loaded: &Loaded,
+        envelope: &Envelope<'_>,
+        routing: &Routing,
+        message: &Message,
+    ) -> Result<(Vec<(&'static str, String)>, Outcome), Refusal> {
         let mut outcome = Outcome {
-            message_id: mail.message_id.clone(),
+            message_id: message.mail.message_id.clone(),
             tickets: Vec::new(),
         };
         let mut headers = Vec::new();
         for routed in &routing.desks {
             let input = MessageInput {
-                loaded: &loaded,
+                loaded,
                 envelope,
-                mail: &mail,
-                verdict: &verdict,
-                routing: &routing,
+                mail: &message.mail,
+                verdict: &message.auth,
+                routing,
                 routed,
-                attachments: &attachments,
-                raw_sha256: &raw_sha256,
-                identity: &identity,
+                attachments: &message.attachments,
+                raw_sha256: &message.raw_sha256,
+                identity: &message.identity,
             };
             let (ticket, t_outcome) = self.apply_to_desk(desks, &input).await?;
             headers.extend(tag::ticket_headers(&ticket, t_outcome.action));
             outcome.tickets.push(t_outcome);
         }
-        headers.push((
-            "Authentication-Results",
-            verdict.header_value(&config.server.hostname),
-        ));
-        for t in &mut outcome.tickets {
-            if cuts.forged_tags > 0 {
-                t.reasons.push(ReasonCode::ForgedHeaderRemoved);
-            }
-            if cuts.forged_auth_results > 0 {
-                t.reasons.push(ReasonCode::ForgedAuthResultsRemoved);
-            }
-        }
-        Ok(Verdict {
-            edits: HeaderEdits {
-                add: headers,
-                remove: cuts.cuts,
-            },
-            outcome,
-        })
+        Ok((headers, outcome))
     }
 
     /// Waits for a share of the parse budget, reads the message (or its
@@ -349,53 +385,22 @@ impl Pipeline {
         let desk = &input.loaded.table.helpdesks()[input.routed.helpdesk];
         let queue = &desk.queues[input.routed.queue];
         let class = classify::classify(desk, queue, input.mail);
-        let dedupe_key = dedupe_key(&desk.ticket_prefix, input.mail, input.identity);
-        let reply_to = replies::reply_address(input.mail, input.envelope.from, input.verdict);
-        let suppressed =
-            replies::reply_suppression(input.mail, input.envelope.from, input.verdict, |a| {
-                input.loaded.table.is_own_address(a)
-            });
         let followup = desks.find_followup(desk, input.mail, &class);
-        let record = message_record(input, &class, followup.as_ref());
-        let change = match &followup {
-            Some(f) if f.ticket_exists => {
-                let followup_input = transitions::FollowupInput {
-                    desk: desk.clone(),
-                    class: class.clone(),
-                    sender: transitions::sender_of(input.mail, input.envelope.from),
-                    proof: transitions::Proof::of(
-                        input.mail,
-                        input.envelope.from,
-                        input.verdict,
-                        f,
-                    ),
-                    out_of_office: input.mail.out_of_office,
-                    record,
-                    suppressed,
-                };
-                let caps = TicketCaps::from(&input.loaded.config.limits);
-                let drafter = desks.drafter(input.loaded, desk);
-                Change::Update {
-                    id: f.ticket_id.clone(),
-                    dedupe_key,
-                    apply: Box::new(move |t: &mut Ticket| {
-                        if let Some(notice) = transitions::apply_followup(t, followup_input) {
-                            drafter.add(t, notice);
-                        }
-                        caps.enforce(t);
-                        Ok(())
-                    }),
-                }
-            }
-            _ => new_ticket_change(
-                desks,
-                input,
-                desk,
-                &class,
-                record,
-                (reply_to, suppressed),
-                dedupe_key,
+        let decided = DeskMessage {
+            record: message_record(input, &class, followup.as_ref()),
+            suppressed: replies::reply_suppression(
+                input.mail,
+                input.envelope.from,
+                input.verdict,
+                |a| input.loaded.table.is_own_address(a),
             ),
+            dedupe_key: dedupe_key(&desk.ticket_prefix, input.mail, input.identity),
+            drafter: desks.drafter(input.loaded, desk),
+            class: class.clone(),
+        };
+        let change = match &followup {
+            Some(f) if f.ticket_exists => followup_change(input, f, decided),
+            _ => new_ticket_change(input, decided),
         };
         let stored = desks
             .store()
@@ -511,67 +516,56 @@ impl TicketCaps {
     }
 }
 
+/// What a message brings to one helpdesk's ticket, decided before the
+/// store write.
+struct DeskMessage {
+    class: Classification,
+    record: MessageRecord,
+    /// Why no automatic reply may answer it.
+    suppressed: Option<ReasonCode>,
+    dedupe_key: Option<String>,
+    drafter: Drafter,
+}
+
+/// The follow-up appended to its ticket, with what it asks for if its
+/// sender may, and the notice that tells the requester.
+fn followup_change(input: &MessageInput<'_>, f: &Followup, m: DeskMessage) -> Change {
+    let followup = transitions::FollowupInput {
+        desk: m.drafter.desk().clone(),
+        class: m.class,
+        sender: transitions::sender_of(input.mail, input.envelope.from),
+        proof: transitions::Proof::of(input.mail, input.envelope.from, input.verdict, f),
+        out_of_office: input.mail.out_of_office,
+        record: m.record,
+        suppressed: m.suppressed,
+    };
+    let caps = TicketCaps::from(&input.loaded.config.limits);
+    let drafter = m.drafter;
+    Change::Update {
+        id: f.ticket_id.clone(),
+        dedupe_key: m.dedupe_key,
+        apply: Box::new(move |t: &mut Ticket| {
+            if let Some(notice) = transitions::apply_followup(t, followup) {
+                drafter.add(t, notice);
+            }
+            caps.enforce(t);
+            Ok(())
+        }),
+    }
+}
+
 /// A new ticket for this message, with its confirmation drafted once the
 /// writer has given it an id.
-fn new_ticket_change(
-    desks: &Arc<Service>,
-    input: &MessageInput<'_>,
-    desk: &HelpdeskConfig,
-    class: &Classification,
-    record: MessageRecord,
-    (reply_to, suppressed): (String, Option<ReasonCode>),
-    dedupe_key: Option<String>,
-) -> Change {
-    let mut reasons: Vec<ReasonCode> = vec![ReasonCode::RouteHelpdeskAddress];
-    reasons.extend(input.routing.ignored.iter().map(|(_, r)| *r));
-    reasons.extend(input.mail.reasons.iter().copied());
-    reasons.extend(class.reasons.iter().copied());
-    reasons.extend(input.verdict.reasons.iter().copied());
-    reasons.extend(suppressed);
-    let requester = transitions::sender_of(input.mail, input.envelope.from);
-    let now = now_rfc3339();
-    let ticket = Ticket {
-        id: String::new(),
-        helpdesk: desk.name.clone(),
-        queue: desk.queues[input.routed.queue].queue_name().to_string(),
-        procedure: class.procedure.clone(),
-        sector: class.sector.clone(),
-        urgency: class.urgency,
-        contract: class.contract.clone(),
-        status: if class.vague {
-            Status::Suspended
-        } else {
-            Status::Open
-        },
-        severity: None,
-        category: None,
-        requester: requester.clone(),
-        subject: input.mail.subject.clone(),
-        created_at: now.clone(),
-        due_at: None,
-        assignee: None,
-        recipients: input.routed.recipients.clone(),
-        reasons,
-        messages: vec![record],
-        replies: Vec::new(),
-        history: vec![HistoryEntry {
-            at: now,
-            by: requester,
-            event: if class.vague {
-                "created suspended (quality check)"
-            } else {
-                "created"
-            }
-            .into(),
-        }],
-        void: None,
-    };
-    let prefix = desk.ticket_prefix.clone();
-    let drafter = desks.drafter(input.loaded, desk);
-    let missing = match (class.vague, &desk.rules.quality_message) {
+fn new_ticket_change(input: &MessageInput<'_>, m: DeskMessage) -> Change {
+    let desk = m.drafter.desk();
+    let reply_to = replies::reply_address(input.mail, input.envelope.from, input.verdict);
+    let missing = match (m.class.vague, &desk.rules.quality_message) {
         (true, Some(text)) => text.clone(),
         _ => String::new(),
     };
+    let prefix = desk.ticket_prefix.clone();
+    let ticket = new_ticket(input, desk, &m.class, m.record, m.suppressed);
+    let (drafter, suppressed) = (m.drafter, m.suppressed);
     let finish = move |t: &mut Ticket| {
         if suppressed.is_none()
             && let Some(first) = t.messages.first().cloned()
@@ -591,8 +585,57 @@ fn new_ticket_change(
         prefix,
         year: time::OffsetDateTime::now_utc().year(),
         ticket,
-        dedupe_key,
+        dedupe_key: m.dedupe_key,
         finish: Some(Box::new(finish)),
+    }
+}
+
+/// The ticket a first message opens (its id is the writer's to give).
+fn new_ticket(
+    input: &MessageInput<'_>,
+    desk: &HelpdeskConfig,
+    class: &Classification,
+    record: MessageRecord,
+    suppressed: Option<ReasonCode>,
+) -> Ticket {
+    let mut reasons: Vec<ReasonCode> = vec![ReasonCode::RouteHelpdeskAddress];
+    reasons.extend(input.routing.ignored.iter().map(|(_, r)| *r));
+    reasons.extend(input.mail.reasons.iter().copied());
+    reasons.extend(class.reasons.iter().copied());
+    reasons.extend(input.verdict.reasons.iter().copied());
+    reasons.extend(suppressed);
+    let requester = transitions::sender_of(input.mail, input.envelope.from);
+    let now = now_rfc3339();
+    let (status, event) = match class.vague {
+        true => (Status::Suspended, "created suspended (quality check)"),
+        false => (Status::Open, "created"),
+    };
+    Ticket {
+        id: String::new(),
+        helpdesk: desk.name.clone(),
+        queue: desk.queues[input.routed.queue].queue_name().to_string(),
+        procedure: class.procedure.clone(),
+        sector: class.sector.clone(),
+        urgency: class.urgency,
+        contract: class.contract.clone(),
+        status,
+        severity: None,
+        category: None,
+        requester: requester.clone(),
+        subject: input.mail.subject.clone(),
+        created_at: now.clone(),
+        due_at: None,
+        assignee: None,
+        recipients: input.routed.recipients.clone(),
+        reasons,
+        messages: vec![record],
+        replies: Vec::new(),
+        history: vec![HistoryEntry {
+            at: now,
+            by: requester,
+            event: event.into(),
+        }],
+        void: None,
     }
 }
 

@@ -66,18 +66,7 @@ pub fn apply_command(
         WorkgroupCommand::Take(name) => (take(t, name)?, None),
         WorkgroupCommand::Severity(level) => (set_severity(desk, t, &level)?, None),
         WorkgroupCommand::Classify(category) => (classify_as(t, category), None),
-        WorkgroupCommand::Suspend(message) => {
-            refuse_unless(t, Status::Open, "only an open ticket can be suspended")?;
-            t.status = Status::Suspended;
-            let extra = Extra {
-                message,
-                missing: String::new(),
-            };
-            (
-                "suspended with an information request".to_string(),
-                notice(t, ReplyKind::InfoRequest, extra),
-            )
-        }
+        WorkgroupCommand::Suspend(message) => suspend(t, message)?,
         WorkgroupCommand::Resume => {
             refuse_unless(
                 t,
@@ -113,6 +102,20 @@ pub fn apply_command(
         event,
     });
     Ok(notice)
+}
+
+/// Suspends an open ticket and asks the requester for what is missing.
+fn suspend(t: &mut Ticket, message: String) -> Result<(String, Option<Wanted>), Refused> {
+    refuse_unless(t, Status::Open, "only an open ticket can be suspended")?;
+    t.status = Status::Suspended;
+    let extra = Extra {
+        message,
+        missing: String::new(),
+    };
+    Ok((
+        "suspended with an information request".to_string(),
+        notice(t, ReplyKind::InfoRequest, extra),
+    ))
 }
 
 fn take(t: &mut Ticket, name: String) -> Result<String, Refused> {

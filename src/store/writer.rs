@@ -88,37 +88,7 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let mut done = Vec::with_capacity(group.len());
-            let mut dirty = false;
-            for msg in group {
-                match msg {
-                    Msg::Close(ack) => {
-                        if close_ack.is_none() {
-                            close_ack = Some(ack);
-                        }
-                    }
-                    Msg::Change(_, reply) if close_ack.is_some() => {
-                        let _ = reply.send(Err(StoreError::Unavailable("store closed".into())));
-                    }
-                    Msg::Change(change, reply) => {
-                        let result = self.apply_guarded(*change, &mut dirty);
-                        done.push(Done { reply, result });
-                    }
-                }
-            }
-            if dirty && self.poisoned.is_none() {
-                self.stats.syncs.fetch_add(1, Ordering::Relaxed);
-                if let Err(e) = sync_wal(&self.db_dir) {
-                    self.poisoned = Some(format!("fsync of the write-ahead log failed: {e}"));
-                }
-            }
-            for Done { reply, result } in done {
-                let result = match &self.poisoned {
-                    Some(why) => Err(StoreError::Unavailable(why.clone())),
-                    None => result,
-                };
-                let _ = reply.send(result);
-            }
+            self.commit_group(group, &mut close_ack);
         }
         // Refuse whatever is still queued, release the database, then ack.
         rx.close();
@@ -135,6 +105,42 @@ impl Writer {
         drop(self);
         if let Some(ack) = close_ack {
             let _ = ack.send(());
+        }
+    }
+
+    /// Applies a group, makes it durable with one sync, then answers each
+    /// submitter; a change after a close in the group is refused.
+    fn commit_group(&mut self, group: Vec<Msg>, close_ack: &mut Option<oneshot::Sender<()>>) {
+        let mut done = Vec::with_capacity(group.len());
+        let mut dirty = false;
+        for msg in group {
+            match msg {
+                Msg::Close(ack) => {
+                    if close_ack.is_none() {
+                        *close_ack = Some(ack);
+                    }
+                }
+                Msg::Change(_, reply) if close_ack.is_some() => {
+                    let _ = reply.send(Err(StoreError::Unavailable("store closed".into())));
+                }
+                Msg::Change(change, reply) => {
+                    let result = self.apply_guarded(*change, &mut dirty);
+                    done.push(Done { reply, result });
+                }
+            }
+        }
+        if dirty && self.poisoned.is_none() {
+            self.stats.syncs.fetch_add(1, Ordering::Relaxed);
+            if let Err(e) = sync_wal(&self.db_dir) {
+                self.poisoned = Some(format!("fsync of the write-ahead log failed: {e}"));
+            }
+        }
+        for Done { reply, result } in done {
+            let result = match &self.poisoned {
+                Some(why) => Err(StoreError::Unavailable(why.clone())),
+                None => result,
+            };
+            let _ = reply.send(result);
         }
     }
 
@@ -231,51 +237,65 @@ impl Writer {
         }
 
         let counter_key = format!("{prefix}-{year:04}");
-        let (counter_vertex, last, counter_is_new) = match self.counters.get(&counter_key) {
-            Some(&(v, last)) => (v, last, false),
-            None => (Uuid::new_v4(), 0, true),
-        };
-        // The counter is written in the same batch as the ticket, so it can
-        // not fall behind; checking the id anyway costs one index lookup and
-        // makes a reused id impossible even if it did.
-        let mut seq = last + 1;
-        let mut id = format_id(prefix, year, seq);
-        while self.reader.ticket_exists(&id)? {
-            seq += 1;
-            id = format_id(prefix, year, seq);
-        }
+        let counter = self.counters.get(&counter_key).copied();
+        let (seq, id) = self.next_id(prefix, year, counter.map_or(0, |(_, last)| last))?;
         ticket.id = id.clone();
         if let Some(finish) = finish {
             run_apply(finish, &mut ticket)?;
             ticket.id = id;
         }
-
         let s = &self.reader.schema;
         let tv = Uuid::new_v4();
         let mut items = vec![BulkInsertItem::Vertex(Vertex::with_id(tv, s.t_ticket))];
         items.extend(encode_ticket(s, tv, &ticket)?);
-        if counter_is_new {
-            items.push(BulkInsertItem::Vertex(Vertex::with_id(
-                counter_vertex,
-                s.t_counter,
-            )));
-            items.push(BulkInsertItem::VertexProperty(
-                counter_vertex,
-                s.p_counter_key,
-                string_value(&counter_key),
-            ));
-        }
-        items.push(BulkInsertItem::VertexProperty(
-            counter_vertex,
-            s.p_counter_value,
-            indradb::Json::new(seq.into()),
-        ));
+        let counter_vertex = counter.map_or_else(Uuid::new_v4, |(v, _)| v);
+        items.extend(self.counter_items(counter_vertex, counter.is_none(), &counter_key, seq));
         if let Some(h) = &hashed {
             items.extend(self.dedupe_items(h, &ticket.id, tv));
         }
         self.write(items, dirty)?;
         self.counters.insert(counter_key, (counter_vertex, seq));
         Ok(Outcome::Created(ticket))
+    }
+
+    /// The next free sequence number after `last`, and its ticket id. The
+    /// counter is written in the same batch as the ticket, so it cannot
+    /// fall behind; checking the id anyway costs one index lookup and makes
+    /// a reused id impossible even if it did.
+    fn next_id(&self, prefix: &str, year: i32, last: u64) -> Result<(u64, String), StoreError> {
+        let mut seq = last + 1;
+        let mut id = format_id(prefix, year, seq);
+        while self.reader.ticket_exists(&id)? {
+            seq += 1;
+            id = format_id(prefix, year, seq);
+        }
+        Ok((seq, id))
+    }
+
+    /// The counter's vertex (when new) and its value `seq`.
+    fn counter_items(
+        &self,
+        vertex: Uuid,
+        is_new: bool,
+        key: &str,
+        seq: u64,
+    ) -> Vec<BulkInsertItem> {
+        let s = &self.reader.schema;
+        let mut items = Vec::new();
+        if is_new {
+            items.push(BulkInsertItem::Vertex(Vertex::with_id(vertex, s.t_counter)));
+            items.push(BulkInsertItem::VertexProperty(
+                vertex,
+                s.p_counter_key,
+                string_value(key),
+            ));
+        }
+        items.push(BulkInsertItem::VertexProperty(
+            vertex,
+            s.p_counter_value,
+            indradb::Json::new(seq.into()),
+        ));
+        items
     }
 
     fn update(
