@@ -909,7 +909,7 @@ async fn listing_more_tickets_than_a_page_returns_them_all_in_order() {
                     year: 2026,
                     ticket: t,
                     dedupe_key: None,
-                    finish: None,
+                    draft: None,
                 })
                 .await
                 .unwrap();

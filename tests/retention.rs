@@ -97,7 +97,7 @@ async fn old_blobs_go_unless_a_recently_active_ticket_refers_to_them() {
                 year: 2026,
                 ticket: t,
                 dedupe_key: None,
-                finish: None,
+                draft: None,
             })
             .await
             .unwrap();

@@ -87,7 +87,7 @@ async fn create(store: &TicketStore, t: Ticket) -> String {
             year: 2026,
             ticket: t,
             dedupe_key: None,
-            finish: None,
+            draft: None,
         })
         .await
         .unwrap();

@@ -10,7 +10,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use ticketgate::store::{ApplyFn, Change, Outcome, StoreError, TicketStore};
+use ticketgate::store::{Change, Outcome, StoreError, TicketStore};
 use ticketgate::ticket::{
     Action, AttachmentRecord, MessageRecord, ReplyKind, ReplyRecord, ReplyState, Status, Ticket,
     Urgency,
@@ -80,7 +80,7 @@ fn create(prefix: &str, year: i32, subject: &str, key: Option<&str>) -> Change {
         year,
         ticket: ticket(subject),
         dedupe_key: key.map(str::to_string),
-        finish: None,
+        draft: None,
     }
 }
 
@@ -91,11 +91,11 @@ async fn created_id(store: &TicketStore, change: Change) -> String {
     }
 }
 
-fn set_subject(s: &'static str) -> ApplyFn {
-    Box::new(move |t: &mut Ticket| {
+fn set_subject(s: &'static str) -> impl FnMut(&mut Ticket) -> Result<(), String> {
+    move |t: &mut Ticket| {
         t.subject = s.into();
         Ok(())
-    })
+    }
 }
 
 #[tokio::test]
@@ -198,7 +198,7 @@ async fn finish_sees_the_id_and_can_refuse() {
             year: 2026,
             ticket: ticket("a"),
             dedupe_key: Some("k".into()),
-            finish: Some(Box::new(|_| Err("cannot render".into()))),
+            draft: Some(Box::new(|_| Err("cannot render".into()))),
         })
         .await;
     assert!(
@@ -212,7 +212,7 @@ async fn finish_sees_the_id_and_can_refuse() {
             year: 2026,
             ticket: ticket("a"),
             dedupe_key: Some("k".into()),
-            finish: Some(Box::new(|t: &mut Ticket| {
+            draft: Some(Box::new(|t: &mut Ticket| {
                 t.replies[0].raw = format!("Subject: [{}] ok\r\n", t.id);
                 Ok(())
             })),
@@ -268,10 +268,8 @@ async fn same_dedupe_key_twice_is_one_ticket() {
     }
     // An update carrying a known key is a duplicate too, and apply does not run.
     let r = store
-        .submit(Change::Update {
-            id: first.clone(),
-            dedupe_key: Some("k1".into()),
-            apply: Box::new(|_| panic!("apply must not run for a duplicate")),
+        .modify(&first, Some("k1"), |_| {
+            panic!("apply must not run for a duplicate")
         })
         .await;
     assert!(
@@ -293,15 +291,11 @@ async fn update_applies_and_records_key() {
     let store = TicketStore::open(dir.path()).unwrap();
     let id = created_id(&store, create("PP", 2026, "a", Some("m1"))).await;
     let r = store
-        .submit(Change::Update {
-            id: id.clone(),
-            dedupe_key: Some("m2".into()),
-            apply: Box::new(|t: &mut Ticket| {
-                t.status = Status::Closed;
-                t.id = "PP-2026-999999".into(); // the id is not the closure's to change
-                t.replies[0].raw = "changed raw".into();
-                Ok(())
-            }),
+        .modify(&id, Some("m2"), |t: &mut Ticket| {
+            t.status = Status::Closed;
+            t.id = "PP-2026-999999".into(); // the id is not the closure's to change
+            t.replies[0].raw = "changed raw".into();
+            Ok(())
         })
         .await;
     let Ok(Outcome::Updated(t)) = r else {
@@ -317,29 +311,87 @@ async fn update_applies_and_records_key() {
         store.find_by_dedupe_key("m2").unwrap().as_deref(),
         Some(id.as_str())
     );
-    let again = store
-        .submit(Change::Update {
-            id: id.clone(),
-            dedupe_key: Some("m2".into()),
-            apply: set_subject("x"),
-        })
-        .await;
+    let again = store.modify(&id, Some("m2"), set_subject("x")).await;
     assert!(
         matches!(again, Ok(Outcome::Duplicate(ref t)) if t.subject == "a"),
         "{again:?}"
     );
 
-    let missing = store
-        .submit(Change::Update {
-            id: "PP-2026-000042".into(),
-            dedupe_key: None,
-            apply: set_subject("x"),
-        })
-        .await;
+    let missing = store.modify("PP-2026-000042", None, set_subject("x")).await;
     assert!(
         matches!(missing, Err(StoreError::NotFound(ref m)) if m == "PP-2026-000042"),
         "{missing:?}"
     );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn an_update_of_a_stale_version_is_a_conflict_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TicketStore::open(dir.path()).unwrap();
+    let id = created_id(&store, create("PP", 2026, "a", None)).await;
+    let read = store.get_versioned(&id).unwrap().unwrap();
+    let mut first = read.ticket.clone();
+    first.subject = "first".into();
+    let r = store
+        .submit(Change::Update {
+            ticket: first,
+            version: read.version,
+            dedupe_key: None,
+        })
+        .await;
+    assert!(matches!(r, Ok(Outcome::Updated(_))), "{r:?}");
+    let mut late = read.ticket.clone();
+    late.subject = "late".into();
+    let r = store
+        .submit(Change::Update {
+            ticket: late,
+            version: read.version,
+            dedupe_key: Some("late-key".into()),
+        })
+        .await;
+    assert!(
+        matches!(r, Err(StoreError::Conflict(ref t)) if *t == id),
+        "{r:?}"
+    );
+    assert_eq!(store.get(&id).unwrap().unwrap().subject, "first");
+    assert_eq!(store.find_by_dedupe_key("late-key").unwrap(), None);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn concurrent_modifies_of_one_ticket_lose_no_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TicketStore::open(dir.path()).unwrap();
+    let id = created_id(&store, create("PP", 2026, "a", None)).await;
+    let tasks: Vec<_> = (0..12)
+        .map(|i| {
+            let (store, id) = (store.clone(), id.clone());
+            tokio::spawn(async move {
+                store
+                    .modify(&id, Some(&format!("m{i}")), |t| {
+                        t.reasons
+                            .push(ticketgate::reason::ReasonCode::FollowupInReplyTo);
+                        t.recipients.push(format!("r{i}@example.org"));
+                        Ok(())
+                    })
+                    .await
+            })
+        })
+        .collect();
+    for task in tasks {
+        let r = task.await.unwrap();
+        assert!(matches!(r, Ok(Outcome::Updated(_))), "{r:?}");
+    }
+    let t = store.get(&id).unwrap().unwrap();
+    for i in 0..12 {
+        assert!(
+            t.recipients.contains(&format!("r{i}@example.org")),
+            "{:?}",
+            t.recipients
+        );
+    }
+    assert_eq!(t.recipients.len(), 1 + 12, "each change once");
     store.close().await;
 }
 
@@ -350,13 +402,9 @@ async fn rejected_apply_writes_nothing() {
     let id = created_id(&store, create("PP", 2026, "a", None)).await;
     let before = store.get(&id).unwrap().unwrap();
     let r = store
-        .submit(Change::Update {
-            id: id.clone(),
-            dedupe_key: Some("refused-msg".into()),
-            apply: Box::new(|t: &mut Ticket| {
-                t.subject = "half-applied".into();
-                Err("not the requester".into())
-            }),
+        .modify(&id, Some("refused-msg"), |t: &mut Ticket| {
+            t.subject = "half-applied".into();
+            Err("not the requester".into())
         })
         .await;
     assert!(

@@ -398,15 +398,16 @@ impl Pipeline {
             drafter: desks.drafter(input.loaded, desk),
             class: class.clone(),
         };
-        let change = match &followup {
-            Some(f) if f.ticket_exists => followup_change(input, f, decided),
-            _ => new_ticket_change(input, decided),
-        };
-        let stored = desks
-            .store()
-            .submit(change)
-            .await
-            .map_err(|e| store_failure(input.envelope, e))?;
+        let stored = match &followup {
+            Some(f) if f.ticket_exists => append_followup(desks.store(), input, f, decided).await,
+            _ => {
+                desks
+                    .store()
+                    .submit(new_ticket_change(input, decided))
+                    .await
+            }
+        }
+        .map_err(|e| store_failure(input.envelope, e))?;
         // Settled when the next hop answers; the sweep looks again at the
         // horizon in case that answer is never recorded.
         desks
@@ -455,8 +456,8 @@ async fn record_one(
     t: &TicketOutcome,
     verdict: HopVerdict,
 ) -> Result<(), StoreError> {
-    let change = settle::delivery_change(&t.ticket, &t.identity, verdict, desks.outbox().limiter());
-    match desks.store().submit(change).await {
+    let limiter = desks.outbox().limiter();
+    match settle::record_answer(desks.store(), &limiter, &t.ticket, &t.identity, verdict).await {
         Ok(stored) => {
             desks
                 .outbox()
@@ -527,9 +528,14 @@ struct DeskMessage {
     drafter: Drafter,
 }
 
-/// The follow-up appended to its ticket, with what it asks for if its
+/// Appends the follow-up to its ticket, with what it asks for if its
 /// sender may, and the notice that tells the requester.
-fn followup_change(input: &MessageInput<'_>, f: &Followup, m: DeskMessage) -> Change {
+async fn append_followup(
+    store: &TicketStore,
+    input: &MessageInput<'_>,
+    f: &Followup,
+    m: DeskMessage,
+) -> Result<StoreOutcome, StoreError> {
     let followup = transitions::FollowupInput {
         desk: m.drafter.desk().clone(),
         class: m.class,
@@ -541,17 +547,15 @@ fn followup_change(input: &MessageInput<'_>, f: &Followup, m: DeskMessage) -> Ch
     };
     let caps = TicketCaps::from(&input.loaded.config.limits);
     let drafter = m.drafter;
-    Change::Update {
-        id: f.ticket_id.clone(),
-        dedupe_key: m.dedupe_key,
-        apply: Box::new(move |t: &mut Ticket| {
-            if let Some(notice) = transitions::apply_followup(t, followup) {
+    store
+        .modify(&f.ticket_id, m.dedupe_key.as_deref(), |t| {
+            if let Some(notice) = transitions::apply_followup(t, followup.clone()) {
                 drafter.add(t, notice);
             }
             caps.enforce(t);
             Ok(())
-        }),
-    }
+        })
+        .await
 }
 
 /// A new ticket for this message, with its confirmation drafted once the
@@ -566,7 +570,7 @@ fn new_ticket_change(input: &MessageInput<'_>, m: DeskMessage) -> Change {
     let prefix = desk.ticket_prefix.clone();
     let ticket = new_ticket(input, desk, &m.class, m.record, m.suppressed);
     let (drafter, suppressed) = (m.drafter, m.suppressed);
-    let finish = move |t: &mut Ticket| {
+    let draft = move |t: &mut Ticket| {
         if suppressed.is_none()
             && let Some(first) = t.messages.first().cloned()
         {
@@ -586,7 +590,7 @@ fn new_ticket_change(input: &MessageInput<'_>, m: DeskMessage) -> Change {
         year: time::OffsetDateTime::now_utc().year(),
         ticket,
         dedupe_key: m.dedupe_key,
-        finish: Some(Box::new(finish)),
+        draft: Some(Box::new(draft)),
     }
 }
 

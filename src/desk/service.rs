@@ -17,7 +17,7 @@ use crate::outbox::render::Templates;
 use crate::parse::ParsedMail;
 use crate::reason::ReasonCode;
 use crate::route::HelpdeskTable;
-use crate::store::{Change, StoreError, TicketStore};
+use crate::store::{StoreError, TicketStore};
 use crate::ticket::Ticket;
 
 pub struct Service {
@@ -220,24 +220,21 @@ impl Service {
                 helpdesk: current.helpdesk.clone(),
             })?;
         let drafter = self.drafter(&loaded, desk);
-        let by = by.to_string();
-        let apply = move |t: &mut Ticket| {
-            let notice = transitions::apply_command(drafter.desk(), t, &by, command)
-                .map_err(|Refused(why)| why)?;
-            if let Some(wanted) = notice {
-                drafter.add(t, wanted);
-            }
-            Ok(())
-        };
-        let change = Change::Update {
-            id: id.to_string(),
-            dedupe_key: None,
-            apply: Box::new(apply),
-        };
-        let stored = self.store.submit(change).await.map_err(|e| match e {
-            StoreError::Rejected(why) => CommandError::Refused(Refused(why)),
-            other => CommandError::Store(other),
-        })?;
+        let stored = self
+            .store
+            .modify(id, None, |t| {
+                let notice = transitions::apply_command(drafter.desk(), t, by, command.clone())
+                    .map_err(|Refused(why)| why)?;
+                if let Some(wanted) = notice {
+                    drafter.add(t, wanted);
+                }
+                Ok(())
+            })
+            .await
+            .map_err(|e| match e {
+                StoreError::Rejected(why) => CommandError::Refused(Refused(why)),
+                other => CommandError::Store(other),
+            })?;
         let ticket = stored.into_ticket();
         self.outbox.enqueue_queued(&ticket);
         Ok(ticket)

@@ -275,6 +275,7 @@ fn standing(t: &Ticket, p: &Proof) -> Standing {
 }
 
 /// What a follow-up needs to decide, captured before the store write.
+#[derive(Clone)]
 pub struct FollowupInput {
     /// The helpdesk as configured when the message arrived.
     pub desk: HelpdeskConfig,

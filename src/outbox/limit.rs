@@ -67,6 +67,69 @@ impl RateLimiter {
     }
 }
 
+impl RateLimiter {
+    /// Slots for one attempt at a change: taken as the change needs them,
+    /// given back unless [`Slots::keep`] says the change was written, so a
+    /// change that is retried or fails spends nobody's budget.
+    pub fn slots(&self) -> Slots<'_> {
+        Slots {
+            limiter: self,
+            taken: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Gives back a slot taken at `at`.
+    fn refund(&self, key: &str, at: Instant) {
+        let mut sent = self.sent.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(times) = sent.get_mut(key)
+            && let Some(i) = times.iter().rposition(|t| *t == at)
+        {
+            times.remove(i);
+        }
+    }
+}
+
+/// Slots taken for one change; see [`RateLimiter::slots`].
+pub struct Slots<'a> {
+    limiter: &'a RateLimiter,
+    taken: Mutex<Vec<(String, Instant)>>,
+}
+
+impl Slots<'_> {
+    /// Takes a slot of `to`'s hourly budget, if one is free.
+    pub fn allow(&self, to: &str) -> bool {
+        let now = Instant::now();
+        if !self.limiter.allow_at(to, now) {
+            return false;
+        }
+        let key = to.trim().to_ascii_lowercase();
+        self.lock().push((key, now));
+        true
+    }
+
+    /// Gives back what was taken so far (before a retry of the change).
+    pub fn give_back(&self) {
+        for (key, at) in std::mem::take(&mut *self.lock()) {
+            self.limiter.refund(&key, at);
+        }
+    }
+
+    /// The change was written: what it took stays taken.
+    pub fn keep(self) {
+        self.lock().clear();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(String, Instant)>> {
+        self.taken.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Drop for Slots<'_> {
+    fn drop(&mut self) {
+        self.give_back();
+    }
+}
+
 fn drop_old(times: &mut VecDeque<Instant>, now: Instant) {
     while times
         .front()
@@ -96,6 +159,21 @@ mod tests {
         assert!(!limiter.allow_at("a@example.org", t0));
         assert!(limiter.allow_at("b@example.org", t0));
         assert!(limiter.allow_at("a@example.org", t0 + WINDOW));
+    }
+
+    #[test]
+    fn slots_of_a_change_that_was_not_written_are_given_back() {
+        let limiter = RateLimiter::new(1);
+        let slots = limiter.slots();
+        assert!(slots.allow("a@example.org"));
+        assert!(!slots.allow("a@example.org"), "one an hour");
+        slots.give_back();
+        assert!(slots.allow("a@example.org"), "a retry finds it free again");
+        drop(slots);
+        let kept = limiter.slots();
+        assert!(kept.allow("a@example.org"), "a failed change spent nothing");
+        kept.keep();
+        assert!(!limiter.slots().allow("a@example.org"), "a written one did");
     }
 
     #[test]

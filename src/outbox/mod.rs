@@ -32,7 +32,7 @@ use tokio::sync::Notify;
 use crate::config::OutboxConfig;
 use crate::metrics::METRICS;
 use crate::reason::ReasonCode;
-use crate::store::{Change, TicketStore};
+use crate::store::TicketStore;
 use crate::ticket::{ReplyRecord, ReplyState, Status, Ticket, Timestamp, now_rfc3339};
 use limit::RateLimiter;
 
@@ -308,27 +308,26 @@ impl Outbox {
     async fn update_queued(
         &self,
         key: &Key,
-        change: impl FnOnce(Status, &mut ReplyRecord) + Send + 'static,
+        mut change: impl FnMut(Status, &mut ReplyRecord),
     ) -> Result<Ticket, crate::store::StoreError> {
-        let msgid = key.1.clone();
-        let apply = move |t: &mut Ticket| {
-            let status = t.status;
-            let r = t
-                .replies
-                .iter_mut()
-                .find(|r| r.message_id == msgid)
-                .ok_or("reply vanished")?;
-            if r.state == ReplyState::Queued {
-                change(status, r);
-            }
-            Ok(())
-        };
-        let change = Change::Update {
-            id: key.0.clone(),
-            dedupe_key: None,
-            apply: Box::new(apply),
-        };
-        Ok(self.inner.store.submit(change).await?.into_ticket())
+        let msgid = &key.1;
+        let outcome = self
+            .inner
+            .store
+            .modify(&key.0, None, |t| {
+                let status = t.status;
+                let r = t
+                    .replies
+                    .iter_mut()
+                    .find(|r| r.message_id == *msgid)
+                    .ok_or("reply vanished")?;
+                if r.state == ReplyState::Queued {
+                    change(status, r);
+                }
+                Ok(())
+            })
+            .await?;
+        Ok(outcome.into_ticket())
     }
 
     fn current(&self, (ticket, msgid): &Key) -> Option<ReplyRecord> {

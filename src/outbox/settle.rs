@@ -13,12 +13,11 @@
 //!   cancels what is still held and voids the ticket. A late retry that
 //!   is accepted still revives it.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use super::limit::RateLimiter;
+use super::limit::{RateLimiter, Slots};
 use crate::reason::ReasonCode;
-use crate::store::Change;
+use crate::store::{Outcome, StoreError, TicketStore};
 use crate::ticket::{
     HistoryEntry, Refusal, ReplyRecord, ReplyState, Status, Ticket, Timestamp, VoidRecord,
 };
@@ -48,7 +47,7 @@ pub fn settle_delivery(
     t: &mut Ticket,
     identity: &str,
     verdict: HopVerdict,
-    limiter: &RateLimiter,
+    slots: &Slots<'_>,
     now: Timestamp,
 ) {
     let Some(index) = t
@@ -64,7 +63,7 @@ pub fn settle_delivery(
             m.delivered = true;
             m.refused = None;
             revive(t, now);
-            release_replies(t, index, limiter);
+            release_replies(t, index, slots);
         }
         HopVerdict::Temporary(code) | HopVerdict::Permanent(code) => {
             t.messages[index].refused = Some(Refusal { code, at: now });
@@ -81,22 +80,26 @@ pub fn settle_delivery(
     }
 }
 
-/// The store change that records the next hop's answer to a message.
-pub fn delivery_change(
+/// Records the next hop's answer to a message on its ticket, durably; the
+/// replies it releases take their slots of the rate limit only if the
+/// change is written.
+pub async fn record_answer(
+    store: &TicketStore,
+    limiter: &RateLimiter,
     ticket: &str,
     identity: &str,
     verdict: HopVerdict,
-    limiter: Arc<RateLimiter>,
-) -> Change {
-    let identity = identity.to_string();
-    Change::Update {
-        id: ticket.to_string(),
-        dedupe_key: None,
-        apply: Box::new(move |t: &mut Ticket| {
-            settle_delivery(t, &identity, verdict, &limiter, Timestamp::now());
+) -> Result<Outcome, StoreError> {
+    let slots = limiter.slots();
+    let outcome = store
+        .modify(ticket, None, |t| {
+            slots.give_back();
+            settle_delivery(t, identity, verdict, &slots, Timestamp::now());
             Ok(())
-        }),
-    }
+        })
+        .await?;
+    slots.keep();
+    Ok(outcome)
 }
 
 /// Settles what a crash or a missing retry left: a held reply of a
@@ -105,14 +108,14 @@ pub fn delivery_change(
 /// in that time becomes void. Returns whether anything changed.
 pub fn settle_leftovers(
     t: &mut Ticket,
-    limiter: &RateLimiter,
+    slots: &Slots<'_>,
     now: Timestamp,
     horizon: Duration,
 ) -> bool {
     let before = (t.status, t.replies.clone());
     for index in 0..t.messages.len() {
         if t.messages[index].delivered {
-            release_replies(t, index, limiter);
+            release_replies(t, index, slots);
         }
     }
     let expired = |m: &crate::ticket::MessageRecord| m.received() + horizon <= now;
@@ -199,7 +202,7 @@ fn revivable(r: &ReplyRecord) -> bool {
 
 /// Releases the replies waiting for message `index`, each taking a slot of
 /// its recipient's budget; past the budget it is cancelled instead.
-fn release_replies(t: &mut Ticket, index: usize, limiter: &RateLimiter) {
+fn release_replies(t: &mut Ticket, index: usize, slots: &Slots<'_>) {
     let waiting: Vec<usize> = (0..t.replies.len())
         .filter(|&i| {
             let r = &t.replies[i];
@@ -208,7 +211,7 @@ fn release_replies(t: &mut Ticket, index: usize, limiter: &RateLimiter) {
         .collect();
     for i in waiting {
         let r = &mut t.replies[i];
-        if limiter.allow(&r.to) {
+        if slots.allow(&r.to) {
             r.state = ReplyState::Queued;
             r.reason = None;
         } else {
@@ -348,6 +351,7 @@ mod tests {
     #[test]
     fn a_refusal_cancels_and_an_accepted_retry_releases() {
         let limiter = RateLimiter::new(10);
+        let limiter = limiter.slots();
         let now = at("2026-12-01T10:00:01Z");
         let mut t = ticket();
         settle_delivery(&mut t, "m1", HopVerdict::of(451), &limiter, now);
@@ -363,6 +367,7 @@ mod tests {
     #[test]
     fn a_5xx_voids_and_an_accepted_retry_revives() {
         let limiter = RateLimiter::new(10);
+        let limiter = limiter.slots();
         let now = at("2026-12-01T10:00:01Z");
         let mut t = ticket();
         t.status = Status::Suspended;
@@ -382,6 +387,7 @@ mod tests {
     #[test]
     fn leftovers_are_settled_at_the_horizon_and_not_before() {
         let limiter = RateLimiter::new(10);
+        let limiter = limiter.slots();
         let mut t = ticket();
         let young = at("2026-12-01T10:30:00Z");
         assert!(!settle_leftovers(&mut t, &limiter, young, HOUR));
@@ -401,6 +407,7 @@ mod tests {
     #[test]
     fn a_held_reply_of_a_delivered_message_is_released_within_the_budget() {
         let limiter = RateLimiter::new(1);
+        let limiter = limiter.slots();
         let now = at("2026-12-01T10:00:01Z");
         let mut first = ticket();
         first.messages[0].delivered = true;

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use super::Outbox;
 use super::limit::RateLimiter;
 use super::settle::{self, HopVerdict};
-use crate::store::Change;
 use crate::ticket::{Ticket, Timestamp};
 
 /// Most answers kept for a later record; past it the sweep's horizon
@@ -49,8 +48,9 @@ impl Outbox {
                 .unwrap_or_else(|p| p.into_inner()),
         );
         for u in later {
-            let change = settle::delivery_change(&u.ticket, &u.identity, u.verdict, self.limiter());
-            match self.inner.store.submit(change).await {
+            let store = &self.inner.store;
+            let limiter = &self.inner.limiter;
+            match settle::record_answer(store, limiter, &u.ticket, &u.identity, u.verdict).await {
                 Ok(outcome) => self.answered(outcome.ticket(), &u.identity, u.verdict),
                 Err(e) => {
                     tracing::error!(ticket = %u.ticket, error = %e, "sweep: still cannot record the next hop's answer");
@@ -108,20 +108,21 @@ impl Outbox {
             }
         };
         let mut probe = current.clone();
-        if !settle::settle_leftovers(&mut probe, &RateLimiter::new(u32::MAX), now, horizon) {
+        let unlimited = RateLimiter::new(u32::MAX);
+        if !settle::settle_leftovers(&mut probe, &unlimited.slots(), now, horizon) {
             return Some(current);
         }
-        let limiter = self.limiter();
-        let change = Change::Update {
-            id: id.to_string(),
-            dedupe_key: None,
-            apply: Box::new(move |t: &mut Ticket| {
-                settle::settle_leftovers(t, &limiter, now, horizon);
+        let slots = self.inner.limiter.slots();
+        let settled = store
+            .modify(id, None, |t| {
+                slots.give_back();
+                settle::settle_leftovers(t, &slots, now, horizon);
                 Ok(())
-            }),
-        };
-        match store.submit(change).await {
+            })
+            .await;
+        match settled {
             Ok(outcome) => {
+                slots.keep();
                 let t = outcome.into_ticket();
                 tracing::info!(ticket = %t.id, status = t.status.as_str(), "sweep: settled what was left");
                 Some(t)

@@ -9,9 +9,15 @@ pub enum StoreError {
     /// No ticket with this id.
     #[error("ticket not found: {0}")]
     NotFound(String),
-    /// The `apply` closure of an update refused the change; nothing was written.
+    /// The change (an update's or a create's draft) refused; nothing was
+    /// written.
     #[error("change rejected: {0}")]
     Rejected(String),
+    /// The ticket was written since the update read it; nothing was
+    /// written. [`TicketStore::modify`](super::TicketStore::modify) reads
+    /// it again.
+    #[error("ticket {0} changed since it was read")]
+    Conflict(String),
     /// The disk, RocksDB or the writer task failed (or the store is closed):
     /// the change is not durable. Retrying later (after a restart) is safe.
     #[error("store unavailable: {0}")]

@@ -34,10 +34,12 @@ use self::schema::{Reader, Schema};
 use self::writer::{Msg, Stats, Writer};
 use crate::ticket::Ticket;
 
-/// The update function of [`Change::Update`].
-pub type ApplyFn = Box<dyn FnOnce(&mut Ticket) -> Result<(), String> + Send>;
+/// Drafts, in the writer, what must quote a new ticket's id (its
+/// confirmation), in the same atomic write; `Err` writes nothing.
+pub type DraftFn = Box<dyn FnOnce(&mut Ticket) -> Result<(), String> + Send>;
 
-/// A change for the writer.
+/// A change for the writer: data, except for the one draft that needs the
+/// id the writer gives.
 // The ticket travels by value (the API is fixed); it is boxed on its way
 // through the channel, so the size difference costs nothing.
 #[allow(clippy::large_enum_variant)]
@@ -47,27 +49,38 @@ pub enum Change {
     /// writer and persisted in the same write. If `dedupe_key` is Some and
     /// already known, nothing is created: `Outcome::Duplicate(existing ticket)`.
     ///
-    /// `finish`, if given, runs in the writer after the id is assigned and
-    /// before the write (e.g. to render a reply that quotes the ticket id);
-    /// it goes into the same atomic write. If it returns `Err(msg)` nothing
-    /// is written and no sequence number is used: `StoreError::Rejected(msg)`.
+    /// `draft`, if given, runs in the writer after the id is assigned and
+    /// before the write (to render a reply that quotes the ticket id); it
+    /// goes into the same atomic write. If it returns `Err(msg)` nothing is
+    /// written and no sequence number is used: `StoreError::Rejected(msg)`.
     Create {
         prefix: String,
         year: i32,
         ticket: Ticket,
         dedupe_key: Option<String>,
-        finish: Option<ApplyFn>,
+        draft: Option<DraftFn>,
     },
-    /// Loads the ticket, runs `apply` on it, writes it back. Duplicate if
-    /// `dedupe_key` is known (apply not run). If apply returns `Err(msg)`
-    /// nothing is written: `StoreError::Rejected(msg)`. The key is recorded
-    /// for this ticket when applied.
+    /// Writes `ticket` (as changed by the caller) over the stored one, if
+    /// that is still at `version`; otherwise `StoreError::Conflict` and
+    /// nothing is written. Duplicate if `dedupe_key` is known; the key is
+    /// recorded for this ticket when written. See [`TicketStore::modify`].
     Update {
-        id: String,
+        ticket: Ticket,
+        version: u64,
         dedupe_key: Option<String>,
-        apply: ApplyFn,
     },
 }
+
+/// A ticket as stored, with the version an update of it must name.
+#[derive(Debug, Clone)]
+pub struct Versioned {
+    pub ticket: Ticket,
+    pub version: u64,
+}
+
+/// Times [`TicketStore::modify`] reads and changes a ticket again when
+/// another change was written first.
+const MAX_CONFLICTS: usize = 16;
 
 /// What a change did, with the ticket as it now is on disk.
 #[derive(Debug, Clone)]
@@ -190,6 +203,66 @@ impl TicketStore {
         self.inner.reader.get(id)
     }
 
+    /// The ticket with the version an update of it must name.
+    pub fn get_versioned(&self, id: &str) -> Result<Option<Versioned>, StoreError> {
+        Ok(self
+            .inner
+            .reader
+            .stored(id)?
+            .map(|(_, ticket, version)| Versioned { ticket, version }))
+    }
+
+    /// Reads a ticket, runs `change` on it here, in the caller, and writes
+    /// it back if nothing else was written to it in between; otherwise reads
+    /// and changes it again (`change` runs on a fresh copy each time, so it
+    /// must not count on what an earlier run did). `Err(why)` from `change`
+    /// writes nothing: `StoreError::Rejected(why)`. A known dedupe key is a
+    /// duplicate: `change` does not run.
+    pub async fn modify(
+        &self,
+        id: &str,
+        dedupe_key: Option<&str>,
+        mut change: impl FnMut(&mut Ticket) -> Result<(), String>,
+    ) -> Result<Outcome, StoreError> {
+        for _ in 0..MAX_CONFLICTS {
+            if let Some(existing) = self.known_duplicate(dedupe_key)? {
+                return Ok(Outcome::Duplicate(existing));
+            }
+            let Versioned {
+                mut ticket,
+                version,
+            } = self
+                .get_versioned(id)?
+                .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+            run_change(&mut change, &mut ticket)?;
+            // The id is the store's: an update cannot rename a ticket.
+            ticket.id = id.to_string();
+            let update = Change::Update {
+                ticket,
+                version,
+                dedupe_key: dedupe_key.map(str::to_string),
+            };
+            match self.submit(update).await {
+                Err(StoreError::Conflict(_)) => continue,
+                other => return other,
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "ticket {id} changed {MAX_CONFLICTS} times while being updated"
+        )))
+    }
+
+    /// The ticket a dedupe key was already recorded for.
+    fn known_duplicate(&self, key: Option<&str>) -> Result<Option<Ticket>, StoreError> {
+        let Some(key) = key else {
+            return Ok(None);
+        };
+        match self.find_by_dedupe_key(key)? {
+            Some(id) => self.get(&id),
+            None => Ok(None),
+        }
+    }
+
     /// Every ticket, sorted by id.
     pub fn list(&self) -> Result<Vec<Ticket>, StoreError> {
         self.inner.reader.list()
@@ -247,6 +320,19 @@ impl TicketStore {
             .stats
             .syncs
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// Runs a caller's change on a ticket; `Err` and panics become `Rejected`.
+fn run_change(
+    change: &mut impl FnMut(&mut Ticket) -> Result<(), String>,
+    ticket: &mut Ticket,
+) -> Result<(), StoreError> {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    match catch_unwind(AssertUnwindSafe(|| change(ticket))) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(why)) => Err(StoreError::Rejected(why)),
+        Err(_) => Err(StoreError::Rejected("update function panicked".into())),
     }
 }
 

@@ -53,6 +53,8 @@ pub(crate) struct Schema {
     // meta properties
     pub p_probe: Identifier,
     pub p_schema_version: Identifier,
+    /// A ticket's version: how many updates it has had (absent: none).
+    pub p_version: Identifier,
 }
 
 fn ident(s: &str) -> Result<Identifier, StoreError> {
@@ -75,6 +77,7 @@ impl Schema {
             p_counter_value: ident("counter_value")?,
             p_probe: ident("probe")?,
             p_schema_version: ident("schema_version")?,
+            p_version: ident("version")?,
         })
     }
 
@@ -167,12 +170,15 @@ impl Reader {
             .collect())
     }
 
-    /// The ticket with this id and its vertex id.
-    pub fn ticket_with_vertex(&self, id: &str) -> Result<Option<(Uuid, Ticket)>, StoreError> {
+    /// The ticket with this id, its vertex id and its version.
+    pub fn stored(&self, id: &str) -> Result<Option<(Uuid, Ticket, u64)>, StoreError> {
         let s = &self.schema;
         match self.by_value(s.t_ticket, s.p_ticket_id, id)?.first() {
             None => Ok(None),
-            Some(vp) => Ok(Some((vp.vertex.id, decode_ticket(s, vp)?))),
+            Some(vp) => {
+                let version = prop(vp, &s.p_version).and_then(|v| v.as_u64()).unwrap_or(0);
+                Ok(Some((vp.vertex.id, decode_ticket(s, vp)?, version)))
+            }
         }
     }
 
@@ -182,7 +188,7 @@ impl Reader {
     }
 
     pub fn get(&self, id: &str) -> Result<Option<Ticket>, StoreError> {
-        Ok(self.ticket_with_vertex(id)?.map(|(_, t)| t))
+        Ok(self.stored(id)?.map(|(_, t, _)| t))
     }
 
     pub fn list(&self) -> Result<Vec<Ticket>, StoreError> {

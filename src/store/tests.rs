@@ -43,7 +43,7 @@ async fn store_group_commit_uses_fewer_syncs_than_changes() {
                 year: 2026,
                 ticket: ticket(),
                 dedupe_key: Some(format!("m{i}")),
-                finish: None,
+                draft: None,
             })
             .await
         }));
@@ -66,7 +66,7 @@ async fn store_duplicates_and_rejections_need_no_sync() {
         year: 2026,
         ticket: ticket(),
         dedupe_key: Some("k".into()),
-        finish: None,
+        draft: None,
     };
     store.submit(create()).await.unwrap();
     let syncs = store.syncs();
@@ -75,11 +75,7 @@ async fn store_duplicates_and_rejections_need_no_sync() {
         Ok(Outcome::Duplicate(_))
     ));
     let rejected = store
-        .submit(Change::Update {
-            id: "PP-2026-000001".into(),
-            dedupe_key: None,
-            apply: Box::new(|_| Err("no".into())),
-        })
+        .modify("PP-2026-000001", None, |_| Err("no".into()))
         .await;
     assert!(matches!(rejected, Err(StoreError::Rejected(m)) if m == "no"));
     assert_eq!(store.syncs(), syncs);
@@ -96,27 +92,17 @@ async fn store_panicking_apply_is_rejected_and_writer_survives() {
             year: 2026,
             ticket: ticket(),
             dedupe_key: None,
-            finish: None,
+            draft: None,
         })
         .await
         .unwrap();
     let id = created.ticket().id.clone();
-    let r = store
-        .submit(Change::Update {
-            id: id.clone(),
-            dedupe_key: None,
-            apply: Box::new(|_| panic!("boom")),
-        })
-        .await;
+    let r = store.modify(&id, None, |_| panic!("boom")).await;
     assert!(matches!(r, Err(StoreError::Rejected(_))));
     let r = store
-        .submit(Change::Update {
-            id,
-            dedupe_key: None,
-            apply: Box::new(|t| {
-                t.subject = "after".into();
-                Ok(())
-            }),
+        .modify(&id, None, |t| {
+            t.subject = "after".into();
+            Ok(())
         })
         .await;
     assert!(matches!(r, Ok(Outcome::Updated(t)) if t.subject == "after"));

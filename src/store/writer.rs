@@ -169,13 +169,13 @@ impl Writer {
                 year,
                 ticket,
                 dedupe_key,
-                finish,
-            } => self.create(&prefix, year, ticket, dedupe_key.as_deref(), finish, dirty),
+                draft,
+            } => self.create(&prefix, year, ticket, dedupe_key.as_deref(), draft, dirty),
             Change::Update {
-                id,
+                ticket,
+                version,
                 dedupe_key,
-                apply,
-            } => self.update(&id, dedupe_key.as_deref(), apply, dirty),
+            } => self.update(ticket, version, dedupe_key.as_deref(), dirty),
         }
     }
 
@@ -222,7 +222,7 @@ impl Writer {
         year: i32,
         mut ticket: crate::ticket::Ticket,
         dedupe_key: Option<&str>,
-        finish: Option<super::ApplyFn>,
+        draft: Option<super::DraftFn>,
         dirty: &mut bool,
     ) -> Result<Outcome, StoreError> {
         validate_prefix(prefix)?;
@@ -240,8 +240,8 @@ impl Writer {
         let counter = self.counters.get(&counter_key).copied();
         let (seq, id) = self.next_id(prefix, year, counter.map_or(0, |(_, last)| last))?;
         ticket.id = id.clone();
-        if let Some(finish) = finish {
-            run_apply(finish, &mut ticket)?;
+        if let Some(draft) = draft {
+            run_draft(draft, &mut ticket)?;
             ticket.id = id;
         }
         let s = &self.reader.schema;
@@ -300,9 +300,9 @@ impl Writer {
 
     fn update(
         &mut self,
-        id: &str,
+        ticket: crate::ticket::Ticket,
+        version: u64,
         dedupe_key: Option<&str>,
-        apply: super::ApplyFn,
         dirty: &mut bool,
     ) -> Result<Outcome, StoreError> {
         let hashed = dedupe_key.map(hash_dedupe_key);
@@ -311,26 +311,31 @@ impl Writer {
         {
             return Ok(dup);
         }
-        let (tv, mut ticket) = self
+        let (tv, _, stored) = self
             .reader
-            .ticket_with_vertex(id)?
-            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
-        run_apply(apply, &mut ticket)?;
-        // The id is the writer's: an update cannot rename a ticket.
-        ticket.id = id.to_string();
+            .stored(&ticket.id)?
+            .ok_or_else(|| StoreError::NotFound(ticket.id.clone()))?;
+        if stored != version {
+            return Err(StoreError::Conflict(ticket.id));
+        }
         let s = &self.reader.schema;
         let mut items = encode_ticket(s, tv, &ticket)?;
+        items.push(BulkInsertItem::VertexProperty(
+            tv,
+            s.p_version,
+            indradb::Json::new((version + 1).into()),
+        ));
         if let Some(h) = &hashed {
-            items.extend(self.dedupe_items(h, id, tv));
+            items.extend(self.dedupe_items(h, &ticket.id, tv));
         }
         self.write(items, dirty)?;
         Ok(Outcome::Updated(ticket))
     }
 }
 
-/// Runs a caller's closure on a ticket; `Err` and panics become `Rejected`.
-fn run_apply(apply: super::ApplyFn, ticket: &mut crate::ticket::Ticket) -> Result<(), StoreError> {
-    match catch_unwind(AssertUnwindSafe(|| apply(ticket))) {
+/// Runs a create's draft on its ticket; `Err` and panics become `Rejected`.
+fn run_draft(draft: super::DraftFn, ticket: &mut crate::ticket::Ticket) -> Result<(), StoreError> {
+    match catch_unwind(AssertUnwindSafe(|| draft(ticket))) {
         Ok(Ok(())) => Ok(()),
         Ok(Err(msg)) => Err(StoreError::Rejected(msg)),
         Err(_) => Err(StoreError::Rejected("update function panicked".into())),
