@@ -715,7 +715,7 @@ async fn workgroup_commands_record_history_and_refuse_illegal_transitions() {
         other => panic!("{other:?}"),
     }
     let t = r.ticket(&id).await;
-    let events: Vec<&str> = t.history.iter().map(|h| h.event.as_str()).collect();
+    let events: Vec<String> = t.history.iter().map(|h| h.event.to_string()).collect();
     assert!(
         events.iter().any(|e| e.contains("taken by giulia")),
         "{events:?}"

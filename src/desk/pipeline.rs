@@ -25,7 +25,8 @@ use crate::spool::Spool;
 use crate::store::{Change, Outcome as StoreOutcome, StoreError, TicketStore};
 use crate::tag;
 use crate::ticket::{
-    Action, AttachmentRecord, HistoryEntry, MessageRecord, ReplyKind, Status, Ticket, now_rfc3339,
+    Action, AttachmentRecord, Event, HistoryEntry, MessageRecord, ReplyKind, Status, Ticket,
+    now_rfc3339,
 };
 use crate::wire::reply::Reply;
 
@@ -611,8 +612,8 @@ fn new_ticket(
     let requester = transitions::sender_of(input.mail, input.envelope.from);
     let now = now_rfc3339();
     let (status, event) = match class.vague {
-        true => (Status::Suspended, "created suspended (quality check)"),
-        false => (Status::Open, "created"),
+        true => (Status::Suspended, Event::CreatedSuspended),
+        false => (Status::Open, Event::Created),
     };
     Ticket {
         id: String::new(),
@@ -637,7 +638,7 @@ fn new_ticket(
         history: vec![HistoryEntry {
             at: now,
             by: requester,
-            event: event.into(),
+            event,
         }],
         void: None,
     }

@@ -16,7 +16,7 @@ use crate::parse::ParsedMail;
 use crate::reason::ReasonCode;
 use crate::route::normalize_address;
 use crate::ticket::{
-    Action, Category, HistoryEntry, MessageRecord, ReplyKind, Status, Ticket, now_rfc3339,
+    Action, Category, Event, HistoryEntry, MessageRecord, ReplyKind, Status, Ticket, now_rfc3339,
 };
 
 /// A message that refers to an existing ticket.
@@ -75,7 +75,7 @@ pub fn apply_command(
             )?;
             t.status = Status::Open;
             (
-                "resumed".to_string(),
+                Event::Resumed,
                 notice(t, ReplyKind::Resumed, Extra::default()),
             )
         }
@@ -83,7 +83,7 @@ pub fn apply_command(
             refuse_if(t.status == Status::Closed, "the ticket is already closed")?;
             t.status = Status::Closed;
             (
-                "closed".to_string(),
+                Event::Closed,
                 notice(t, ReplyKind::Closed, Extra::default()),
             )
         }
@@ -91,7 +91,7 @@ pub fn apply_command(
             refuse_unless(t, Status::Closed, "only a closed ticket can be reopened")?;
             t.status = Status::Open;
             (
-                "reopened".to_string(),
+                Event::Reopened,
                 notice(t, ReplyKind::Reopened, Extra::default()),
             )
         }
@@ -105,30 +105,26 @@ pub fn apply_command(
 }
 
 /// Suspends an open ticket and asks the requester for what is missing.
-fn suspend(t: &mut Ticket, message: String) -> Result<(String, Option<Wanted>), Refused> {
+fn suspend(t: &mut Ticket, message: String) -> Result<(Event, Option<Wanted>), Refused> {
     refuse_unless(t, Status::Open, "only an open ticket can be suspended")?;
     t.status = Status::Suspended;
     let extra = Extra {
         message,
         missing: String::new(),
     };
-    Ok((
-        "suspended with an information request".to_string(),
-        notice(t, ReplyKind::InfoRequest, extra),
-    ))
+    Ok((Event::Suspended, notice(t, ReplyKind::InfoRequest, extra)))
 }
 
-fn take(t: &mut Ticket, name: String) -> Result<String, Refused> {
+fn take(t: &mut Ticket, name: String) -> Result<Event, Refused> {
     refuse_if(
         t.status == Status::Closed,
         "a closed ticket cannot be taken; reopen it first",
     )?;
-    let event = format!("taken by {name}");
-    t.assignee = Some(name);
-    Ok(event)
+    t.assignee = Some(name.clone());
+    Ok(Event::Taken { by: name })
 }
 
-fn set_severity(desk: &HelpdeskConfig, t: &mut Ticket, level: &str) -> Result<String, Refused> {
+fn set_severity(desk: &HelpdeskConfig, t: &mut Ticket, level: &str) -> Result<Event, Refused> {
     let sev = desk
         .severities
         .iter()
@@ -143,18 +139,15 @@ fn set_severity(desk: &HelpdeskConfig, t: &mut Ticket, level: &str) -> Result<St
         })?;
     t.severity = Some(sev.level.clone());
     t.due_at = Some(after_hours(sev.resolution_hours));
-    Ok(format!(
-        "severity {} (resolve within {} h)",
-        sev.level, sev.resolution_hours
-    ))
+    Ok(Event::Severity {
+        level: sev.level.clone(),
+        resolution_hours: sev.resolution_hours,
+    })
 }
 
-fn classify_as(t: &mut Ticket, category: Category) -> String {
+fn classify_as(t: &mut Ticket, category: Category) -> Event {
     t.category = Some(category);
-    match category {
-        Category::Incident => "classified as incident".to_string(),
-        Category::Maintenance => "classified as Manutenzione Ordinaria".to_string(),
-    }
+    Event::Classified(category)
 }
 
 /// The notice a command sends the requester; none to a ticket opened by
@@ -335,7 +328,7 @@ pub fn apply_followup(t: &mut Ticket, input: FollowupInput) -> Option<Wanted> {
         t.history.push(HistoryEntry {
             at: now_rfc3339(),
             by: input.sender.clone(),
-            event: format!("{} by mail", decision.action.as_str()),
+            event: Event::ByMail(decision.action),
         });
     }
     let notice = match (decision.notice, input.suppressed) {

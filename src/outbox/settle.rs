@@ -19,7 +19,7 @@ use super::limit::{RateLimiter, Slots};
 use crate::reason::ReasonCode;
 use crate::store::{Outcome, StoreError, TicketStore};
 use crate::ticket::{
-    HistoryEntry, Refusal, ReplyRecord, ReplyState, Status, Ticket, Timestamp, VoidRecord,
+    Event, HistoryEntry, Refusal, ReplyRecord, ReplyState, Status, Ticket, Timestamp, VoidRecord,
 };
 
 /// What the next hop (or, in milter mode, our own verdict) said.
@@ -260,7 +260,7 @@ fn void(t: &mut Ticket, reason: ReasonCode, now: Timestamp) {
         previous: t.status,
     });
     t.status = Status::Void;
-    push_event(t, now, format!("void: {reason}"));
+    push_event(t, now, Event::Void(reason));
 }
 
 /// A void ticket whose message was accepted after all.
@@ -272,14 +272,10 @@ fn revive(t: &mut Ticket, now: Timestamp) {
     if !t.reasons.contains(&ReasonCode::TicketRevived) {
         t.reasons.push(ReasonCode::TicketRevived);
     }
-    push_event(
-        t,
-        now,
-        format!("revived: a retry was delivered ({})", v.reason),
-    );
+    push_event(t, now, Event::Revived(v.reason));
 }
 
-fn push_event(t: &mut Ticket, now: Timestamp, event: String) {
+fn push_event(t: &mut Ticket, now: Timestamp, event: Event) {
     t.history.push(HistoryEntry {
         at: now.rfc3339(),
         by: "ticketgate".into(),

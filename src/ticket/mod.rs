@@ -5,6 +5,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::reason::ReasonCode;
 
+mod history;
+pub use history::Event;
+
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
 )]
@@ -248,7 +251,7 @@ pub struct ReplyRecord {
 pub struct HistoryEntry {
     pub at: String,
     pub by: String,
-    pub event: String,
+    pub event: Event,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
