@@ -1,4 +1,8 @@
-//! Integration tests of the ticket store (`ticketgate::store`).
+//! The ticket store's conformance suite: what every backend of
+//! `ticketgate::store` must do (ids gapless per prefix and year, dedupe,
+//! atomic create with its draft, updates at a version, no lost change
+//! under concurrency, durability across restarts and kill -9, refusal when
+//! the disk refuses). `open_store` is the backend under test.
 //!
 //! Two tests re-execute this test binary as a child process (the test
 //! `child_process_entry`, which does nothing unless `CHILD_ENV` is set):
@@ -15,6 +19,11 @@ use ticketgate::ticket::{
     Action, AttachmentRecord, MessageRecord, ReplyKind, ReplyRecord, ReplyState, Status, Ticket,
     Urgency,
 };
+
+/// The backend under test.
+fn open_store(dir: &Path) -> Result<TicketStore, StoreError> {
+    TicketStore::open(dir)
+}
 
 const CHILD_ENV: &str = "TICKETGATE_STORE_TEST_CHILD";
 const DIR_ENV: &str = "TICKETGATE_STORE_TEST_DIR";
@@ -101,7 +110,7 @@ fn set_subject(s: &'static str) -> impl FnMut(&mut Ticket) -> Result<(), String>
 #[tokio::test]
 async fn create_and_read_back() {
     let dir = tempfile::tempdir().unwrap();
-    let store = TicketStore::open(dir.path()).unwrap();
+    let store = open_store(dir.path()).unwrap();
     let out = store
         .submit(create(
             "PP",
@@ -153,7 +162,7 @@ async fn create_and_read_back() {
 #[tokio::test]
 async fn ids_increment_per_prefix_and_year() {
     let dir = tempfile::tempdir().unwrap();
-    let store = TicketStore::open(dir.path()).unwrap();
+    let store = open_store(dir.path()).unwrap();
     assert_eq!(
         created_id(&store, create("PP", 2026, "a", None)).await,
         "PP-2026-000001"
@@ -191,7 +200,7 @@ async fn ids_increment_per_prefix_and_year() {
 #[tokio::test]
 async fn finish_sees_the_id_and_can_refuse() {
     let dir = tempfile::tempdir().unwrap();
-    let store = TicketStore::open(dir.path()).unwrap();
+    let store = open_store(dir.path()).unwrap();
     let refused = store
         .submit(Change::Create {
             prefix: "PP".into(),
@@ -233,7 +242,7 @@ async fn finish_sees_the_id_and_can_refuse() {
 #[tokio::test]
 async fn invalid_prefix_or_year_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let store = TicketStore::open(dir.path()).unwrap();
+    let store = open_store(dir.path()).unwrap();
     for (prefix, year) in [
         ("", 2026),
         ("P-P", 2026),
@@ -254,7 +263,7 @@ async fn invalid_prefix_or_year_is_refused() {
 #[tokio::test]
 async fn same_dedupe_key_twice_is_one_ticket() {
     let dir = tempfile::tempdir().unwrap();
-    let store = TicketStore::open(dir.path()).unwrap();
+    let store = open_store(dir.path()).unwrap();
     let first = created_id(&store, create("PP", 2026, "a", Some("k1"))).await;
     match store
         .submit(create("PP", 2026, "a again", Some("k1")))
@@ -288,7 +297,7 @@ async fn same_dedupe_key_twice_is_one_ticket() {
 #[tokio::test]
 async fn update_applies_and_records_key() {
     let dir = tempfile::tempdir().unwrap();
-    let store = TicketStore::open(dir.path()).unwrap();
+    let store = open_store(dir.path()).unwrap();
     let id = created_id(&store, create("PP", 2026, "a", Some("m1"))).await;
     let r = store
         .modify(&id, Some("m2"), |t: &mut Ticket| {
@@ -328,7 +337,7 @@ async fn update_applies_and_records_key() {
 #[tokio::test]
 async fn an_update_of_a_stale_version_is_a_conflict_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let store = TicketStore::open(dir.path()).unwrap();
+    let store = open_store(dir.path()).unwrap();
     let id = created_id(&store, create("PP", 2026, "a", None)).await;
     let read = store.get_versioned(&id).unwrap().unwrap();
     let mut first = read.ticket.clone();
@@ -362,7 +371,7 @@ async fn an_update_of_a_stale_version_is_a_conflict_and_writes_nothing() {
 #[tokio::test]
 async fn concurrent_modifies_of_one_ticket_lose_no_change() {
     let dir = tempfile::tempdir().unwrap();
-    let store = TicketStore::open(dir.path()).unwrap();
+    let store = open_store(dir.path()).unwrap();
     let id = created_id(&store, create("PP", 2026, "a", None)).await;
     let tasks: Vec<_> = (0..12)
         .map(|i| {
@@ -398,7 +407,7 @@ async fn concurrent_modifies_of_one_ticket_lose_no_change() {
 #[tokio::test]
 async fn rejected_apply_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let store = TicketStore::open(dir.path()).unwrap();
+    let store = open_store(dir.path()).unwrap();
     let id = created_id(&store, create("PP", 2026, "a", None)).await;
     let before = store.get(&id).unwrap().unwrap();
     let r = store
@@ -420,14 +429,14 @@ async fn rejected_apply_writes_nothing() {
 async fn restart_keeps_tickets_counters_and_dedupe() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let store = TicketStore::open(dir.path()).unwrap();
+        let store = open_store(dir.path()).unwrap();
         created_id(&store, create("PP", 2026, "a", Some("k1"))).await;
         created_id(&store, create("PP", 2026, "b", Some("k2"))).await;
         created_id(&store, create("SIS", 2026, "c", Some("k3"))).await;
         store.close().await;
     }
     {
-        let store = TicketStore::open(dir.path()).unwrap();
+        let store = open_store(dir.path()).unwrap();
         assert_eq!(store.list().unwrap().len(), 3);
         assert_eq!(store.get("PP-2026-000002").unwrap().unwrap().subject, "b");
         let r = store
@@ -449,7 +458,7 @@ async fn restart_keeps_tickets_counters_and_dedupe() {
         // releases the database.
         drop(store);
     }
-    let store = TicketStore::open(dir.path()).unwrap();
+    let store = open_store(dir.path()).unwrap();
     assert_eq!(store.list().unwrap().len(), 5);
     assert_eq!(
         created_id(&store, create("PP", 2026, "f", None)).await,
@@ -461,7 +470,7 @@ async fn restart_keeps_tickets_counters_and_dedupe() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_submits_get_distinct_ids() {
     let dir = tempfile::tempdir().unwrap();
-    let store = TicketStore::open(dir.path()).unwrap();
+    let store = open_store(dir.path()).unwrap();
     let mut tasks = Vec::new();
     for i in 0..50 {
         let store = store.clone();
@@ -488,7 +497,7 @@ async fn concurrent_submits_get_distinct_ids() {
 #[tokio::test]
 async fn closed_store_refuses_submits() {
     let dir = tempfile::tempdir().unwrap();
-    let store = TicketStore::open(dir.path()).unwrap();
+    let store = open_store(dir.path()).unwrap();
     let other = store.clone();
     store.close().await;
     let r = other.submit(create("PP", 2026, "late", None)).await;
@@ -500,7 +509,7 @@ async fn closed_store_refuses_submits() {
 #[tokio::test]
 async fn blobs_are_content_addressed_and_idempotent() {
     let dir = tempfile::tempdir().unwrap();
-    let store = TicketStore::open(dir.path()).unwrap();
+    let store = open_store(dir.path()).unwrap();
     let sha = store.put_blob(b"hello").unwrap();
     assert_eq!(
         sha,
@@ -528,7 +537,7 @@ async fn open_on_unwritable_path_is_unavailable() {
     let file = dir.path().join("not-a-dir");
     std::fs::write(&file, b"x").unwrap();
     for path in [file.clone(), file.join("data")] {
-        let r = TicketStore::open(&path);
+        let r = open_store(&path);
         assert!(
             matches!(r, Err(StoreError::Unavailable(_))),
             "{}: {:?}",
@@ -587,7 +596,7 @@ fn child_process_entry() {
 /// Submits creates from 8 tasks forever, printing `ACK <key> <id>` after each
 /// acknowledged one, until the parent kills it.
 async fn crash_child(dir: &Path) {
-    let store = TicketStore::open(dir).unwrap();
+    let store = open_store(dir).unwrap();
     let run = std::env::var("TICKETGATE_STORE_TEST_RUN").unwrap_or_default();
     let mut tasks = Vec::new();
     for task in 0..8 {
@@ -639,7 +648,7 @@ async fn acknowledged_creates_survive_kill_9() {
         }
         child.wait().unwrap();
 
-        let store = TicketStore::open(dir.path()).unwrap();
+        let store = open_store(dir.path()).unwrap();
         let tickets = store.list().unwrap();
         let ids: HashSet<&str> = tickets.iter().map(|t| t.id.as_str()).collect();
         assert_eq!(ids.len(), tickets.len(), "duplicate ticket ids");
@@ -686,7 +695,7 @@ async fn diskfull_child(dir: &Path) {
         Err(StoreError::Unavailable(m)) => format!("unavailable {m}"),
         Err(e) => format!("error {e}"),
     };
-    let store = match TicketStore::open(dir) {
+    let store = match open_store(dir) {
         Ok(s) => s,
         Err(e) => {
             println!("STEP OPEN {e}");
@@ -757,7 +766,7 @@ async fn full_disk_gives_unavailable_never_ok() {
     assert!(!step("BLOB").starts_with("ok"), "BLOB: {}", step("BLOB"));
 
     // The acknowledged ticket is there after a normal reopen; the refused one is not.
-    let store = TicketStore::open(dir.path()).unwrap();
+    let store = open_store(dir.path()).unwrap();
     let ids: Vec<String> = store.list().unwrap().into_iter().map(|t| t.id).collect();
     assert_eq!(ids, ["PP-2026-000001"]);
     assert_eq!(store.find_by_dedupe_key("big").unwrap(), None);

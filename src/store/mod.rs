@@ -1,19 +1,17 @@
-//! The ticket store: indradb on RocksDB behind one handle.
+//! The ticket store, seen through one interface: operations are data
+//! ([`Change`]: create a ticket with what quotes its id, write back a
+//! ticket changed by the caller at the version it read) and reads, so that
+//! another backend can implement [`Backend`]; `tests/store.rs` is the
+//! suite every backend must pass. The one-host backend is [`embedded`]
+//! (indradb on RocksDB).
 //!
-//! * One writer thread owns every write; it is fed by a bounded channel and
-//!   commits in groups (see [`writer`]): a `submit` returns only after its
-//!   change is on disk (fsync of the RocksDB write-ahead log, see [`durable`]).
-//! * Readers (`get`, `list`, `find_by_dedupe_key`) read RocksDB directly and
-//!   may run concurrently with each other and with the writer. They can see a
-//!   change of the group being committed a few milliseconds before it is
-//!   durable; nothing that is acknowledged is ever missing.
-//! * Layout under the data dir: `db/` (RocksDB), `blobs/<sha256>`.
-//! * Nothing from mail becomes an identifier: vertex ids are UUIDs we make,
-//!   vertex types and property names are constants ([`schema`]), ticket ids are
-//!   made by the writer, dedupe keys are stored as SHA-256 hex property values.
+//! Nothing from mail becomes an identifier: ticket ids are made by the
+//! store, dedupe keys are stored hashed, internal ids are UUIDs we make
+//! ([`schema`]).
 
 mod blobs;
 mod durable;
+pub mod embedded;
 mod error;
 mod retention;
 mod schema;
@@ -23,16 +21,40 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
-use std::thread::JoinHandle;
-
-use tokio::sync::{mpsc, oneshot};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 pub use self::error::StoreError;
-use self::schema::{Reader, Schema};
-use self::writer::{Msg, Stats, Writer};
 use crate::ticket::Ticket;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A ticket's place in a listing: its id and the backend's handle for it.
+pub type IndexEntry = (String, uuid::Uuid);
+
+/// What a ticket store does, whichever engine keeps the tickets.
+pub trait Backend: Send + Sync + 'static {
+    /// Applies `change` durably: returns once it is on disk (committed).
+    fn submit(&self, change: Change) -> BoxFuture<'_, Result<Outcome, StoreError>>;
+    /// The ticket with the version an update of it must name.
+    fn get_versioned(&self, id: &str) -> Result<Option<Versioned>, StoreError>;
+    /// Every ticket's id and handle, sorted by id.
+    fn ticket_index(&self) -> Result<Vec<IndexEntry>, StoreError>;
+    fn tickets_of(&self, entries: &[IndexEntry]) -> Result<Vec<Ticket>, StoreError>;
+    /// Id of the ticket a dedupe key was recorded for.
+    fn find_by_dedupe_key(&self, key: &str) -> Result<Option<String>, StoreError>;
+    /// Stores `bytes` durably under their SHA-256; returns it in hex.
+    fn put_blob(&self, bytes: &[u8]) -> Result<String, StoreError>;
+    fn blob_path(&self, sha256: &str) -> PathBuf;
+    /// Removes the blobs older than `retention` that no ticket active
+    /// since then refers to; returns how many.
+    fn sweep_blobs(&self, now: SystemTime, retention: Duration) -> Result<usize, StoreError>;
+    /// Finishes what was submitted before and stops taking changes.
+    fn close(&self) -> BoxFuture<'_, ()>;
+}
 
 /// Drafts, in the writer, what must quote a new ticket's id (its
 /// confirmation), in the same atomic write; `Err` writes nothing.
@@ -104,112 +126,38 @@ impl Outcome {
     }
 }
 
-/// Handle to the store. Cheap to clone; all clones share one writer.
+/// Handle to the store. Cheap to clone; all clones share one backend.
 #[derive(Clone)]
 pub struct TicketStore {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    reader: Reader,
-    tx: mpsc::Sender<Msg>,
-    blobs_dir: PathBuf,
-    /// Shared by blob writes, exclusive for the retention sweep's removals.
-    blob_lock: RwLock<()>,
-    writer: Mutex<Option<JoinHandle<()>>>,
-    #[cfg_attr(not(test), allow(dead_code))]
-    stats: Arc<Stats>,
+    backend: Arc<dyn Backend>,
 }
 
 impl TicketStore {
-    /// Opens (or creates) the store in `dir`: RocksDB in `dir/db`, blobs in
-    /// `dir/blobs`, and starts the writer thread. Call it inside a tokio
-    /// runtime (the writer itself is a plain thread, RocksDB is blocking).
+    /// Opens (or creates) the one-host store in `dir`. Call it inside a
+    /// tokio runtime.
     pub fn open(dir: &Path) -> Result<TicketStore, StoreError> {
-        const MEMTABLE_BYTES: usize = 8 << 20;
-        const MEMTABLES_TOTAL_BYTES: usize = 32 << 20;
-        let db_dir = dir.join("db");
-        let blobs_dir = dir.join("blobs");
-        for d in [dir, &db_dir, &blobs_dir] {
-            std::fs::create_dir_all(d)
-                .map_err(|e| StoreError::io(&format!("create {}", d.display()), e))?;
-        }
-        blobs::clean_temp(&blobs_dir);
-
-        let mut opts = indradb::RocksdbDatastore::get_options(None);
-        opts.create_missing_column_families(true);
-        // RocksDB's default, restated: durability (durable.rs) depends on it.
-        // (WAL recovery mode stays at its default, point-in-time: a torn
-        // record at the tail, i.e. a write that never returned, is dropped.)
-        opts.set_manual_wal_flush(false);
-        // indradb's tuning (64 MiB write buffers, three per column family,
-        // eight column families) lets memtables grow to 1.5 GiB before a
-        // flush: a bound far above a helpdesk's needs. One budget for all.
-        opts.set_write_buffer_size(MEMTABLE_BYTES);
-        opts.set_max_write_buffer_number(2);
-        opts.set_db_write_buffer_size(MEMTABLES_TOTAL_BYTES);
-        let db = indradb::RocksdbDatastore::new_db_with_options(&db_dir, &opts)
-            .map_err(|e| StoreError::db(&format!("open {}", db_dir.display()), e))?;
-
-        let schema = Schema::new()?;
-        for name in schema.indexed() {
-            db.index_property(name)
-                .map_err(|e| StoreError::db("index", e))?;
-        }
-        let reader = Reader {
-            db: Arc::new(db),
-            schema: Arc::new(schema),
-        };
-        reader.check_or_init_meta()?;
-        // Index metadata and the meta vertex were written without sync.
-        durable::sync_wal(&db_dir).map_err(|e| StoreError::io("fsync", e))?;
-        durable::sync_dir(dir).map_err(|e| StoreError::io("fsync", e))?;
-
-        let stats = Arc::new(Stats::default());
-        let writer = Writer::new(reader.clone(), db_dir, stats.clone())?;
-        let (tx, rx) = mpsc::channel(writer::CHANNEL_CAPACITY);
-        let handle = std::thread::Builder::new()
-            .name("ticketgate-store-writer".into())
-            .spawn(move || writer.run(rx))
-            .map_err(|e| StoreError::io("spawn writer", e))?;
-        Ok(TicketStore {
-            inner: Arc::new(Inner {
-                reader,
-                tx,
-                blobs_dir,
-                blob_lock: RwLock::new(()),
-                writer: Mutex::new(Some(handle)),
-                stats,
-            }),
-        })
+        Ok(TicketStore::with_backend(Arc::new(
+            embedded::Embedded::open(dir)?,
+        )))
     }
 
-    /// Submits a change to the writer. Returns only once the change is
-    /// durable on disk (or with an error: then it may or may not have been
-    /// applied, which dedupe keys make safe to retry).
+    pub fn with_backend(backend: Arc<dyn Backend>) -> TicketStore {
+        TicketStore { backend }
+    }
+
+    /// Submits a change. Returns only once the change is durable (or with
+    /// an error: then it may or may not have been applied, which dedupe
+    /// keys make safe to retry).
     pub async fn submit(&self, change: Change) -> Result<Outcome, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.inner
-            .tx
-            .send(Msg::Change(Box::new(change), reply))
-            .await
-            .map_err(|_| StoreError::Unavailable("store writer is gone".into()))?;
-        answer
-            .await
-            .map_err(|_| StoreError::Unavailable("store writer is gone".into()))?
+        self.backend.submit(change).await
     }
 
     pub fn get(&self, id: &str) -> Result<Option<Ticket>, StoreError> {
-        self.inner.reader.get(id)
+        Ok(self.get_versioned(id)?.map(|v| v.ticket))
     }
 
-    /// The ticket with the version an update of it must name.
     pub fn get_versioned(&self, id: &str) -> Result<Option<Versioned>, StoreError> {
-        Ok(self
-            .inner
-            .reader
-            .stored(id)?
-            .map(|(_, ticket, version)| Versioned { ticket, version }))
+        self.backend.get_versioned(id)
     }
 
     /// Reads a ticket, runs `change` on it here, in the caller, and writes
@@ -265,61 +213,50 @@ impl TicketStore {
 
     /// Every ticket, sorted by id.
     pub fn list(&self) -> Result<Vec<Ticket>, StoreError> {
-        self.inner.reader.list()
+        let index = self.ticket_index()?;
+        let mut tickets = Vec::with_capacity(index.len());
+        for page in index.chunks(LIST_PAGE) {
+            tickets.extend(self.tickets_of(page)?);
+        }
+        Ok(tickets)
     }
 
-    /// Every ticket's id and vertex, sorted by id, for [`tickets_of`]: a
+    /// Every ticket's id and handle, sorted by id, for [`tickets_of`]: a
     /// listing that holds one page of tickets at a time.
     ///
     /// [`tickets_of`]: TicketStore::tickets_of
-    pub fn ticket_index(&self) -> Result<Vec<(String, uuid::Uuid)>, StoreError> {
-        self.inner.reader.ticket_index()
+    pub fn ticket_index(&self) -> Result<Vec<IndexEntry>, StoreError> {
+        self.backend.ticket_index()
     }
 
-    pub fn tickets_of(&self, entries: &[(String, uuid::Uuid)]) -> Result<Vec<Ticket>, StoreError> {
-        self.inner.reader.tickets_of(entries)
+    pub fn tickets_of(&self, entries: &[IndexEntry]) -> Result<Vec<Ticket>, StoreError> {
+        self.backend.tickets_of(entries)
     }
 
     /// Id of the ticket a dedupe key was recorded for.
     pub fn find_by_dedupe_key(&self, key: &str) -> Result<Option<String>, StoreError> {
-        self.inner.reader.find_by_dedupe_key(key)
+        self.backend.find_by_dedupe_key(key)
     }
 
-    /// Stores `bytes` as `<dir>/blobs/<sha256>` durably; returns the hex SHA-256.
+    /// Stores `bytes` durably; returns the hex SHA-256.
     pub fn put_blob(&self, bytes: &[u8]) -> Result<String, StoreError> {
-        let _shared = self
-            .inner
-            .blob_lock
-            .read()
-            .unwrap_or_else(|p| p.into_inner());
-        blobs::put_blob(&self.inner.blobs_dir, bytes)
+        self.backend.put_blob(bytes)
     }
 
     pub fn blob_path(&self, sha256: &str) -> PathBuf {
-        blobs::blob_path(&self.inner.blobs_dir, sha256)
+        self.backend.blob_path(sha256)
     }
 
-    /// Stops the writer after the changes queued before this call and waits
-    /// for it. Once the last clone is dropped the database is closed (and the
-    /// directory may be opened again). Submits through other clones get
-    /// `Unavailable` after this.
+    /// Removes the blobs past their retention (see [`Backend::sweep_blobs`]).
+    pub fn sweep_blobs(&self, now: SystemTime, retention: Duration) -> Result<usize, StoreError> {
+        self.backend.sweep_blobs(now, retention)
+    }
+
+    /// Stops the backend after the changes submitted before this call and
+    /// waits for it. Submits through other clones get `Unavailable` after
+    /// this.
     pub async fn close(self) {
-        let (ack, done) = oneshot::channel();
-        if self.inner.tx.send(Msg::Close(ack)).await.is_ok() {
-            let _ = done.await;
-        }
-        let handle = self.inner.writer.lock().ok().and_then(|mut h| h.take());
-        if let Some(h) = handle {
-            let _ = tokio::task::spawn_blocking(move || h.join()).await;
-        }
-    }
-
-    #[cfg(test)]
-    pub(crate) fn syncs(&self) -> u64 {
-        self.inner
-            .stats
-            .syncs
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.backend.close().await
     }
 }
 
@@ -333,18 +270,5 @@ fn run_change(
         Ok(Ok(())) => Ok(()),
         Ok(Err(why)) => Err(StoreError::Rejected(why)),
         Err(_) => Err(StoreError::Rejected("update function panicked".into())),
-    }
-}
-
-impl Drop for Inner {
-    /// Last handle gone without `close`: stop the writer and wait for it, so
-    /// the RocksDB lock is released when this returns.
-    fn drop(&mut self) {
-        let handle = self.writer.get_mut().ok().and_then(|h| h.take());
-        let Some(handle) = handle else { return };
-        let (ack, _done) = oneshot::channel();
-        if self.tx.try_send(Msg::Close(ack)).is_ok() {
-            let _ = handle.join();
-        }
     }
 }

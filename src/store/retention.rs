@@ -8,57 +8,56 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
+use super::embedded::Embedded;
 use super::error::StoreError;
-use super::{LIST_PAGE, TicketStore, blobs};
+use super::{Backend, LIST_PAGE, blobs};
 use crate::ticket::{Ticket, Timestamp};
 
-impl TicketStore {
-    /// Removes the blobs older than `retention` at `now` that no ticket
-    /// active since then refers to; returns how many.
-    pub fn sweep_blobs(&self, now: SystemTime, retention: Duration) -> Result<usize, StoreError> {
-        let cutoff = now.checked_sub(retention).unwrap_or(SystemTime::UNIX_EPOCH);
-        let referenced = self.blobs_in_use(Timestamp(cutoff.into()))?;
-        let dir = &self.inner.blobs_dir;
-        let entries = fs::read_dir(dir).map_err(|e| StoreError::io("read blobs", e))?;
-        let mut removed = 0;
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let Some(sha) = name.to_str().filter(|n| blobs::is_sha256_hex(n)) else {
-                continue;
-            };
-            if referenced.contains(sha) {
-                continue;
-            }
-            // Under the write lock, so that no put_blob is between finding
-            // the file (and touching it) and the ticket that will refer to it.
-            let _guard = self
-                .inner
-                .blob_lock
-                .write()
-                .unwrap_or_else(|p| p.into_inner());
-            if older_than(&entry.path(), cutoff) && fs::remove_file(entry.path()).is_ok() {
-                removed += 1;
-            }
+/// Removes the blobs older than `retention` at `now` that no ticket
+/// active since then refers to; returns how many.
+pub(super) fn sweep_blobs(
+    store: &Embedded,
+    now: SystemTime,
+    retention: Duration,
+) -> Result<usize, StoreError> {
+    let cutoff = now.checked_sub(retention).unwrap_or(SystemTime::UNIX_EPOCH);
+    let referenced = blobs_in_use(store, Timestamp(cutoff.into()))?;
+    let dir = store.blobs_dir();
+    let entries = fs::read_dir(dir).map_err(|e| StoreError::io("read blobs", e))?;
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(sha) = name.to_str().filter(|n| blobs::is_sha256_hex(n)) else {
+            continue;
+        };
+        if referenced.contains(sha) {
+            continue;
         }
-        if removed > 0 {
-            super::durable::sync_dir(dir).map_err(|e| StoreError::io("blob dir fsync", e))?;
+        // Under the write lock, so that no put_blob is between finding
+        // the file (and touching it) and the ticket that will refer to it.
+        let _guard = store.blob_lock().write().unwrap_or_else(|p| p.into_inner());
+        if older_than(&entry.path(), cutoff) && fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
         }
-        Ok(removed)
     }
+    if removed > 0 {
+        super::durable::sync_dir(dir).map_err(|e| StoreError::io("blob dir fsync", e))?;
+    }
+    Ok(removed)
+}
 
-    /// The blobs tickets active since `cutoff` refer to.
-    fn blobs_in_use(&self, cutoff: Timestamp) -> Result<HashSet<String>, StoreError> {
-        let mut used = HashSet::new();
-        let index = self.ticket_index()?;
-        for page in index.chunks(LIST_PAGE) {
-            for t in self.tickets_of(page)? {
-                if last_activity(&t).is_none_or(|at| at >= cutoff) {
-                    used.extend(blobs_of(&t));
-                }
+/// The blobs tickets active since `cutoff` refer to.
+fn blobs_in_use(store: &Embedded, cutoff: Timestamp) -> Result<HashSet<String>, StoreError> {
+    let mut used = HashSet::new();
+    let index = store.ticket_index()?;
+    for page in index.chunks(LIST_PAGE) {
+        for t in store.tickets_of(page)? {
+            if last_activity(&t).is_none_or(|at| at >= cutoff) {
+                used.extend(blobs_of(&t));
             }
         }
-        Ok(used)
     }
+    Ok(used)
 }
 
 fn older_than(path: &Path, cutoff: SystemTime) -> bool {

@@ -191,15 +191,6 @@ impl Reader {
         Ok(self.stored(id)?.map(|(_, t, _)| t))
     }
 
-    pub fn list(&self) -> Result<Vec<Ticket>, StoreError> {
-        let index = self.ticket_index()?;
-        let mut tickets = Vec::with_capacity(index.len());
-        for page in index.chunks(LIST_PAGE) {
-            tickets.extend(self.tickets_of(page)?);
-        }
-        Ok(tickets)
-    }
-
     /// Every ticket's id and vertex, sorted by id: light enough to hold for
     /// any number of tickets, so that listing can read the documents a page
     /// at a time.
