@@ -13,13 +13,14 @@ use thiserror::Error;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::config::ConfigError;
 use crate::config::{Config, HelpdeskConfig, StoreConfig};
 use crate::control::ControlListener;
 use crate::desk::{Pipeline, Service};
 use crate::milter::MilterListener;
 use crate::outbox::Outbox;
 use crate::outbox::msgid::Signer;
-use crate::outbox::render::Templates;
+use crate::outbox::render::{TemplateError, Templates};
 use crate::server::Shared;
 use crate::smtp::SmtpListener;
 use crate::store::{StoreError, TicketStore};
@@ -40,7 +41,7 @@ pub enum StartError {
         source: std::io::Error,
     },
     #[error("{0}")]
-    Templates(String),
+    Templates(#[from] TemplateError),
     #[error("control socket {path}: {source}")]
     Control {
         path: PathBuf,
@@ -145,7 +146,7 @@ fn start_service(config: &Arc<Config>, store: TicketStore) -> Result<Service, St
             source,
         }
     })?;
-    let templates = Templates::load(&config.templates_dir()).map_err(StartError::Templates)?;
+    let templates = Templates::load(&config.templates_dir())?;
     let outbox = Outbox::start(
         store.clone(),
         config.server.reply_relay,
@@ -242,7 +243,7 @@ impl Running {
 
     /// Swaps in the helpdesks and templates of `path` (SIGHUP); a file
     /// that does not check leaves the running configuration as it is.
-    pub fn reload(&self, path: &std::path::Path) -> Result<usize, String> {
+    pub fn reload(&self, path: &std::path::Path) -> Result<usize, ReloadError> {
         let (helpdesks, templates) = load_helpdesks(path)?;
         let count = helpdesks.len();
         self.service.reload(helpdesks, templates);
@@ -271,8 +272,17 @@ impl Running {
     }
 }
 
-fn load_helpdesks(path: &std::path::Path) -> Result<(Vec<HelpdeskConfig>, Templates), String> {
-    let config = Config::load(path).map_err(|e| e.to_string())?;
+/// Why a reload was refused.
+#[derive(Debug, Error)]
+pub enum ReloadError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Templates(#[from] TemplateError),
+}
+
+fn load_helpdesks(path: &std::path::Path) -> Result<(Vec<HelpdeskConfig>, Templates), ReloadError> {
+    let config = Config::load(path)?;
     let templates = Templates::load(&config.templates_dir())?;
     Ok((config.helpdesks, templates))
 }

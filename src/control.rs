@@ -267,23 +267,38 @@ async fn stream_list(
     w.write_all(b"]}\n").await
 }
 
+/// Why `ticketgate tickets` got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach the server at {}: {source} (is ticketgate serve running?)", path.display())]
+    Unreachable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("the server did not answer in time")]
+    Timeout,
+    #[error("bad answer from the server: {0}")]
+    BadAnswer(serde_json::Error),
+}
+
 /// Client side, for `ticketgate tickets`.
-pub async fn call(path: &PathBuf, request: &Request) -> Result<Response, String> {
-    let stream = UnixStream::connect(path).await.map_err(|e| {
-        format!(
-            "cannot reach the server at {}: {e} (is ticketgate serve running?)",
-            path.display()
-        )
-    })?;
+pub async fn call(path: &PathBuf, request: &Request) -> Result<Response, ClientError> {
+    let stream = UnixStream::connect(path)
+        .await
+        .map_err(|source| ClientError::Unreachable {
+            path: path.clone(),
+            source,
+        })?;
     let (r, mut w) = stream.into_split();
-    let mut line = serde_json::to_vec(request).map_err(|e| e.to_string())?;
+    let mut line = serde_json::to_vec(request).map_err(std::io::Error::from)?;
     line.push(b'\n');
-    w.write_all(&line).await.map_err(|e| e.to_string())?;
+    w.write_all(&line).await?;
     let mut answer = String::new();
     let mut r = BufReader::new(r.take(256 * 1024 * 1024));
     tokio::time::timeout(TIMEOUT, r.read_line(&mut answer))
         .await
-        .map_err(|_| "the server did not answer in time".to_string())?
-        .map_err(|e| e.to_string())?;
-    serde_json::from_str(&answer).map_err(|e| format!("bad answer from the server: {e}"))
+        .map_err(|_| ClientError::Timeout)??;
+    serde_json::from_str(&answer).map_err(ClientError::BadAnswer)
 }

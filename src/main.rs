@@ -129,7 +129,7 @@ fn main() -> ExitCode {
 
 fn check_config(path: &std::path::Path) -> Result<(), Failure> {
     let config = Config::load(path).map_err(|e| Failure::Config(e.to_string()))?;
-    Templates::load(&config.templates_dir()).map_err(Failure::Config)?;
+    Templates::load(&config.templates_dir()).map_err(|e| Failure::Config(e.to_string()))?;
     let queues: usize = config.helpdesks.iter().map(|h| h.queues.len()).sum();
     println!(
         "{}: ok ({} helpdesks, {} addresses)",

@@ -75,6 +75,33 @@ pub fn claims_authserv_id(value: &[u8], authserv_id: &str, complete: bool) -> bo
     }
 }
 
+/// A field that leaves a message on its way out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forged {
+    /// One of our `X-Ticketgate-*` fields, which only we write.
+    Tag,
+    /// An `Authentication-Results` field carrying our authserv-id
+    /// (RFC 8601 §5).
+    AuthResults,
+}
+
+/// The one rule for what is forged, for the SMTP front end's scan of the
+/// spooled header section and the milter's header events alike. A
+/// `value` that is not `complete` (a field longer than what was kept) is
+/// judged on its start.
+pub fn forged(name: &[u8], value: &[u8], authserv_id: &str, complete: bool) -> Option<Forged> {
+    let name = name.trim_ascii();
+    if is_our_header(name) {
+        Some(Forged::Tag)
+    } else if name.eq_ignore_ascii_case(b"authentication-results")
+        && claims_authserv_id(value, authserv_id, complete)
+    {
+        Some(Forged::AuthResults)
+    } else {
+        None
+    }
+}
+
 /// What leaves a message's header section on its way out: forged
 /// `X-Ticketgate-*` fields and `Authentication-Results` fields that carry
 /// our authserv-id. Byte ranges of the message as received, sorted,
@@ -166,15 +193,11 @@ impl HeaderScanner {
         let Some(colon) = prefix.iter().position(|&b| b == b':') else {
             return;
         };
-        let name = prefix[..colon].trim_ascii_end();
-        if is_our_header(name) {
-            self.out.forged_tags += 1;
-        } else if name.eq_ignore_ascii_case(b"authentication-results")
-            && claims_authserv_id(&prefix[colon + 1..], &self.authserv_id, complete)
-        {
-            self.out.forged_auth_results += 1;
-        } else {
-            return;
+        let (name, value) = (&prefix[..colon], &prefix[colon + 1..]);
+        match forged(name, value, &self.authserv_id, complete) {
+            Some(Forged::Tag) => self.out.forged_tags += 1,
+            Some(Forged::AuthResults) => self.out.forged_auth_results += 1,
+            None => return,
         }
         self.cut(start..end);
     }

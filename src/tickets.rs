@@ -18,7 +18,10 @@ pub fn run(args: TicketsArgs) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    match runtime.block_on(control::call(&socket, &request))? {
+    match runtime
+        .block_on(control::call(&socket, &request))
+        .map_err(|e| e.to_string())?
+    {
         Response::Error { error } => Err(error),
         response => {
             print(&response, args.json);

@@ -102,7 +102,7 @@ impl Message {
         let index = self.seen.entry(name.to_ascii_lowercase()).or_insert(0);
         *index += 1;
         let index = *index;
-        if ours || tag::claims_authserv_id(value, authserv_id, true) {
+        if tag::forged(name.as_bytes(), value, authserv_id, true).is_some() {
             self.forged_bytes += name.len();
             self.forged.push((name.to_string(), index));
         }

@@ -49,20 +49,36 @@ pub struct Templates {
     by_kind: HashMap<ReplyKind, Template>,
 }
 
+/// A template file that cannot be used, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {why}", path.display())]
+pub struct TemplateError {
+    pub path: std::path::PathBuf,
+    pub why: String,
+}
+
 impl Templates {
     /// Files in `dir` override the built-in Italian defaults.
-    pub fn load(dir: &Path) -> Result<Templates, String> {
+    pub fn load(dir: &Path) -> Result<Templates, TemplateError> {
         let mut by_kind = HashMap::new();
         for (kind, file, default) in KINDS {
             let path = dir.join(file);
             let text = match std::fs::read_to_string(&path) {
                 Ok(t) => t,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => default.to_string(),
-                Err(e) => return Err(format!("{}: {e}", path.display())),
+                Err(e) => {
+                    return Err(TemplateError {
+                        path,
+                        why: e.to_string(),
+                    });
+                }
             };
             let t = parse(&text)
                 .and_then(check_placeholders)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+                .map_err(|why| TemplateError {
+                    path: path.clone(),
+                    why,
+                })?;
             by_kind.insert(*kind, t);
         }
         Ok(Templates { by_kind })
@@ -238,7 +254,7 @@ mod tests {
             "Subject: [{ticket}] ok\n\nCiao {nmoe}\n",
         )
         .unwrap();
-        let err = Templates::load(dir.path()).unwrap_err();
+        let err = Templates::load(dir.path()).unwrap_err().to_string();
         assert!(
             err.contains("created.txt") && err.contains("{nmoe}"),
             "{err}"
