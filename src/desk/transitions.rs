@@ -413,33 +413,14 @@ fn our_subjects(t: &Ticket) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ticket::Urgency;
 
     const MARIO: &str = "mario@cliente.example";
 
     fn ticket() -> Ticket {
         Ticket {
-            id: "PP-2026-000001".into(),
-            helpdesk: "Project++".into(),
-            queue: "nuovocaso".into(),
-            procedure: None,
-            sector: None,
-            urgency: Urgency::Normale,
-            contract: None,
             status: Status::Suspended,
-            severity: None,
-            category: None,
-            requester: MARIO.into(),
             subject: "Aiuto".into(),
-            created_at: String::new(),
-            due_at: None,
-            assignee: None,
-            recipients: vec![],
-            reasons: vec![],
-            messages: vec![],
-            replies: vec![],
-            history: vec![],
-            void: None,
+            ..Ticket::sample(MARIO)
         }
     }
 

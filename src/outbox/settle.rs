@@ -286,7 +286,7 @@ fn push_event(t: &mut Ticket, now: Timestamp, event: Event) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ticket::{Action, MessageRecord, ReplyKind, Urgency};
+    use crate::ticket::{Action, MessageRecord, ReplyKind};
 
     const HOUR: Duration = Duration::from_secs(3600);
 
@@ -296,23 +296,6 @@ mod tests {
 
     fn ticket() -> Ticket {
         Ticket {
-            id: "PP-2026-000001".into(),
-            helpdesk: "Project++".into(),
-            queue: "nuovocaso".into(),
-            procedure: None,
-            sector: None,
-            urgency: Urgency::Normale,
-            contract: None,
-            status: Status::Open,
-            severity: None,
-            category: None,
-            requester: "op@caf.example".into(),
-            subject: "s".into(),
-            created_at: "2026-12-01T10:00:00Z".into(),
-            due_at: None,
-            assignee: None,
-            recipients: vec![],
-            reasons: vec![],
             messages: vec![MessageRecord {
                 message_id: None,
                 from: "op@caf.example".into(),
@@ -339,8 +322,7 @@ mod tests {
                 answers: Some("m1".into()),
                 reason: None,
             }],
-            history: vec![],
-            void: None,
+            ..Ticket::sample("op@caf.example")
         }
     }
 

@@ -1,31 +1,13 @@
 //! Unit tests that need the store's internals (group commit accounting).
 
 use super::*;
-use crate::ticket::{Status, Urgency};
 
 fn ticket() -> Ticket {
     Ticket {
         id: String::new(),
         helpdesk: "projectpp".into(),
-        queue: "nuovocaso".into(),
-        procedure: None,
-        sector: None,
-        urgency: Urgency::Normale,
-        contract: None,
-        status: Status::Open,
-        severity: None,
-        category: None,
-        requester: "a@example.com".into(),
-        subject: "s".into(),
         created_at: "2026-01-01T00:00:00Z".into(),
-        due_at: None,
-        assignee: None,
-        recipients: vec![],
-        reasons: vec![],
-        messages: vec![],
-        replies: vec![],
-        history: vec![],
-        void: None,
+        ..Ticket::sample("a@example.com")
     }
 }
 

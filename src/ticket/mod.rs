@@ -281,6 +281,37 @@ pub struct Ticket {
     pub void: Option<VoidRecord>,
 }
 
+#[cfg(test)]
+impl Ticket {
+    /// An open Project++ ticket with nothing on it, for unit tests: each
+    /// test sets what it is about.
+    pub(crate) fn sample(requester: &str) -> Ticket {
+        Ticket {
+            id: "PP-2026-000001".into(),
+            helpdesk: "Project++".into(),
+            queue: "nuovocaso".into(),
+            procedure: None,
+            sector: None,
+            urgency: Urgency::Normale,
+            contract: None,
+            status: Status::Open,
+            severity: None,
+            category: None,
+            requester: requester.into(),
+            subject: "s".into(),
+            created_at: "2026-12-01T10:00:00Z".into(),
+            due_at: None,
+            assignee: None,
+            recipients: vec![],
+            reasons: vec![],
+            messages: vec![],
+            replies: vec![],
+            history: vec![],
+            void: None,
+        }
+    }
+}
+
 /// Current time as RFC 3339, UTC.
 pub fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
