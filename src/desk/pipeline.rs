@@ -150,7 +150,8 @@ struct Message {
     mail: ParsedMail,
     auth: AuthVerdict,
     attachments: Vec<AttachmentRecord>,
-    raw_sha256: String,
+    /// The raw message's blob; none for one read only in part.
+    raw_sha256: Option<String>,
     identity: String,
 }
 
@@ -159,7 +160,7 @@ struct Message {
 struct Read {
     bytes: Arc<Vec<u8>>,
     mail: ParsedMail,
-    raw_sha256: String,
+    raw_sha256: Option<String>,
     _budget: OwnedSemaphorePermit,
 }
 
@@ -285,7 +286,7 @@ impl Pipeline {
                 routing,
                 routed,
                 attachments: &message.attachments,
-                raw_sha256: &message.raw_sha256,
+                raw_sha256: message.raw_sha256.as_deref(),
                 identity: &message.identity,
             };
             let (ticket, t_outcome) = self.apply_to_desk(desks, &input).await?;
@@ -652,7 +653,7 @@ struct MessageInput<'a> {
     routing: &'a Routing,
     routed: &'a RoutedDesk,
     attachments: &'a [AttachmentRecord],
-    raw_sha256: &'a str,
+    raw_sha256: Option<&'a str>,
     identity: &'a str,
 }
 
@@ -679,7 +680,7 @@ fn message_record(
         },
         recipients: input.routed.recipients.clone(),
         reasons,
-        raw_sha256: (!input.raw_sha256.is_empty()).then(|| input.raw_sha256.to_string()),
+        raw_sha256: input.raw_sha256.map(str::to_string),
         delivered: false,
         identity: Some(input.identity.to_string()),
         refused: None,
@@ -771,18 +772,17 @@ fn parse_and_keep(
     limits: &ParseLimits,
     store: Option<TicketStore>,
     complete: bool,
-) -> Result<(ParsedMail, String), StoreError> {
+) -> Result<(ParsedMail, Option<String>), StoreError> {
     let Some(store) = store else {
         return Ok((
             parse::parse_with(raw, limits, &mut |b| Ok(parse::sha256_hex(b)))?,
-            String::new(),
+            None,
         ));
     };
     let mail = parse::parse_with(raw, limits, &mut |b| store.put_blob(b))?;
-    let raw_sha256 = if complete {
-        store.put_blob(raw)?
-    } else {
-        String::new()
+    let raw_sha256 = match complete {
+        true => Some(store.put_blob(raw)?),
+        false => None,
     };
     Ok((mail, raw_sha256))
 }
