@@ -98,6 +98,8 @@ pub enum AddressError {
     NoDomain,
     #[error("address contains a control character")]
     ControlCharacter,
+    #[error("address domain is neither a domain name nor an address literal")]
+    BadDomain,
 }
 
 /// The address as a reverse- or forward-path, without the angle brackets:
@@ -110,6 +112,12 @@ pub fn smtp_path(addr: &str) -> Result<String, AddressError> {
     let (local, domain) = addr.rsplit_once('@').ok_or(AddressError::NoDomain)?;
     if addr.chars().any(|c| c.is_control()) {
         return Err(AddressError::ControlCharacter);
+    }
+    // smtp-proto unquotes what it reads anywhere in the path: a domain is
+    // written back as it came, so it must be one (a fuzzed
+    // `<l"M>R"@e"@le.> NOTIFY=NEVER"org>` left `le.> NOTIFY=NEVERorg`).
+    if !is_domain(domain) {
+        return Err(AddressError::BadDomain);
     }
     if is_dot_atom(local) {
         return Ok(addr.to_string());
@@ -125,6 +133,26 @@ pub fn smtp_path(addr: &str) -> Result<String, AddressError> {
     out.push_str("\"@");
     out.push_str(domain);
     Ok(out)
+}
+
+/// RFC 5321 Domain (labels of letters, digits and hyphens; U-labels with
+/// SMTPUTF8; one trailing dot, as MTAs accept) or address literal.
+fn is_domain(domain: &str) -> bool {
+    if let Some(literal) = domain.strip_prefix('[').and_then(|d| d.strip_suffix(']')) {
+        // dcontent: printable ASCII but `[`, `\` and `]`.
+        return !literal.is_empty()
+            && literal
+                .bytes()
+                .all(|b| (33..=90).contains(&b) || (94..=126).contains(&b));
+    }
+    let name = domain.strip_suffix('.').unwrap_or(domain);
+    !name.is_empty()
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || !c.is_ascii())
+        })
 }
 
 /// RFC 5321 Dot-string: atoms of atext (UTF-8 allowed, RFC 6531) joined by
@@ -202,6 +230,34 @@ mod tests {
         assert_eq!(smtp_path("èlla@x.it").unwrap(), "èlla@x.it");
         assert_eq!(smtp_path("a\tb@x"), Err(AddressError::ControlCharacter));
         assert_eq!(smtp_path("nodomain"), Err(AddressError::NoDomain));
+    }
+
+    #[test]
+    fn a_domain_that_is_not_one_is_refused_not_written_back() {
+        // Found by fuzz/smtp_command: smtp-proto unquotes a whole path.
+        for addr in [
+            "x@le.> NOTIFY=NEVERorg",
+            "x@a b",
+            "x@a>b",
+            "x@",
+            "x@.",
+            "x@a..b",
+            "x@[1.2.3.4",
+            "x@[a]b]",
+            "x@a\"b",
+        ] {
+            assert_eq!(smtp_path(addr), Err(AddressError::BadDomain), "{addr}");
+        }
+        for addr in [
+            "x@example.org.",
+            "x@[192.0.2.1]",
+            "x@[IPv6:2001:db8::1]",
+            "x@xn--caf-dma.example",
+            "x@café.example",
+            "x@a-b.c1",
+        ] {
+            assert!(smtp_path(addr).is_ok(), "{addr}");
+        }
     }
 
     #[test]

@@ -156,6 +156,26 @@ async fn quoted_recipients_reach_the_next_hop_quoted() {
     assert!(tickets(&gate).await.is_empty());
 }
 
+/// Found by fuzzing (fuzz/smtp_command): smtp-proto takes quotes off
+/// anywhere in a path, so quotes around the `@` and `>` left a "domain"
+/// of `le.> NOTIFY=NEVERorg`, which was written back as it came.
+#[tokio::test]
+async fn a_quoted_domain_cannot_smuggle_a_parameter_to_the_next_hop() {
+    let (gate, hop, _relay) = desk_gate_with_sinks(|_| {}).await;
+    let mut c = Client::greeted(gate.gate.addr).await;
+    c.cmd("MAIL FROM:<a@cliente.example>", 250).await;
+    let refused = c
+        .cmd("RCPT TO:<l\"M>R\"@e\"@le.> NOTIFY=NEVER\"org>", 501)
+        .await;
+    assert!(refused.starts_with("501 5.1.3 "), "{refused}");
+    c.cmd("RCPT TO:<b@example.org>", 250).await;
+    c.cmd("DATA", 354).await;
+    c.send(&wire(b"Subject: ciao\r\n\r\nciao\r\n")).await;
+    c.expect(250).await;
+    let got = &hop.messages()[0];
+    assert_eq!(got.rcpt_lines, vec!["RCPT TO:<b@example.org>"]);
+}
+
 #[tokio::test]
 async fn dsn_parameters_pass_when_the_next_hop_offers_dsn() {
     let hop = Sink::start(SinkBehaviour {
