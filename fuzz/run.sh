@@ -35,16 +35,19 @@ run_one() {
     local t=$1 log=logs/$1.log
     mkdir -p "corpus/$t" "artifacts/$t"
     [[ -d seeds/$t ]] && cp -n seeds/"$t"/* "corpus/$t/" 2>/dev/null || true
+    local start=$SECONDS
     "$BIN/$t" "corpus/$t" -artifact_prefix="artifacts/$t/" \
         -max_total_time=$((MINUTES * 60)) -print_final_stats=1 -max_len=1048576 \
         -rss_limit_mb=2048 -timeout=20 >"$log" 2>&1 || true
-    local execs cov ft findings
+    local secs=$((SECONDS - start)) execs cov ft findings
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
-    cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
-    ft=$(grep -o 'ft: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
+    # From libFuzzer's status lines only: a panic message can hold "ft: ".
+    cov=$(grep -a '^#[0-9]' "$log" | grep -o ' cov: [0-9]*' | tail -1 | cut -d' ' -f3)
+    ft=$(grep -a '^#[0-9]' "$log" | grep -o ' ft: [0-9]*' | tail -1 | cut -d' ' -f3)
     findings=$(find "artifacts/$t" -type f | wc -l)
-    printf '| %-16s | %4s min | %12s | %6s | %7s | %6s | %s |\n' \
-        "$t" "$MINUTES" "${execs:-?}" "${cov:-?}" "${ft:-?}" \
+    # The time it ran: a finding stops the target before MINUTES.
+    printf '| %-16s | %7ss | %12s | %6s | %7s | %6s | %s |\n' \
+        "$t" "$secs" "${execs:-?}" "${cov:-?}" "${ft:-?}" \
         "$(find "corpus/$t" -type f | wc -l)" "$findings"
 }
 printf '| %-16s | %8s | %12s | %6s | %7s | %6s | %s |\n' target time executions cov ft corpus findings
