@@ -136,14 +136,11 @@ pub fn smtp_path(addr: &str) -> Result<String, AddressError> {
 }
 
 /// RFC 5321 Domain (labels of letters, digits and hyphens; U-labels with
-/// SMTPUTF8; one trailing dot, as MTAs accept) or address literal.
+/// SMTPUTF8; one trailing dot, as MTAs accept) or an IPv4 or IPv6 address
+/// literal (a general literal routes nowhere: refused).
 fn is_domain(domain: &str) -> bool {
     if let Some(literal) = domain.strip_prefix('[').and_then(|d| d.strip_suffix(']')) {
-        // dcontent: printable ASCII but `[`, `\` and `]`.
-        return !literal.is_empty()
-            && literal
-                .bytes()
-                .all(|b| (33..=90).contains(&b) || (94..=126).contains(&b));
+        return is_address_literal(literal);
     }
     let name = domain.strip_suffix('.').unwrap_or(domain);
     !name.is_empty()
@@ -153,6 +150,20 @@ fn is_domain(domain: &str) -> bool {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || !c.is_ascii())
         })
+}
+
+/// `192.0.2.1` or `IPv6:2001:db8::1`; fuzzing found `[0]` written back
+/// as it came, an address no next hop reads.
+fn is_address_literal(literal: &str) -> bool {
+    if literal.parse::<std::net::Ipv4Addr>().is_ok() {
+        return true;
+    }
+    match literal.split_once(':') {
+        Some((tag, ip)) if tag.eq_ignore_ascii_case("IPv6") => {
+            ip.parse::<std::net::Ipv6Addr>().is_ok()
+        }
+        _ => false,
+    }
 }
 
 /// RFC 5321 Dot-string: atoms of atext (UTF-8 allowed, RFC 6531) joined by
@@ -244,6 +255,10 @@ mod tests {
             "x@a..b",
             "x@[1.2.3.4",
             "x@[a]b]",
+            "x@[0]",
+            "x@[300.1.1.1]",
+            "x@[IPv6:zz]",
+            "x@[tag:general]",
             "x@a\"b",
         ] {
             assert_eq!(smtp_path(addr), Err(AddressError::BadDomain), "{addr}");

@@ -70,3 +70,34 @@ fn smtp_command_quoted_domain_closes_the_path_and_smuggles_parameters() {
         );
     }
 }
+
+/// Fuzz target `smtp_command`, second finding (after the first was
+/// fixed): `RCPT TO:<z@"[0]">` reaches us as `z@[0]`, which the first fix
+/// let through as an address literal; written back as it came, no next hop
+/// reads it. An address literal is an IPv4 or an IPv6 address, or refused.
+#[test]
+fn smtp_command_address_literal_that_is_no_address_is_refused() {
+    let (got, _) = address(read("RCPT TO:<z@\"[0]\">\r\n")).expect("smtp-proto reads it");
+    assert_eq!(got, "z@[0]");
+    assert!(smtp_path(&got).is_err(), "refused at RCPT, not passed on");
+    // The literals that route: what smtp-proto reads of them is written so
+    // that it reads back the same.
+    for line in [
+        "RCPT TO:<z@\"[tag:x]\">\r\n",
+        "RCPT TO:<z@[192.0.2.1]>\r\n",
+        "RCPT TO:<z@[IPv6:2001:db8::1]>\r\n",
+    ] {
+        let Some((got, _)) = address(read(line)) else {
+            continue;
+        };
+        let Ok(path) = smtp_path(&got) else {
+            continue;
+        };
+        let hop_line = format!("RCPT TO:<{path}>\r\n");
+        assert_eq!(
+            address(read(&hop_line)),
+            Some((got.clone(), None)),
+            "{hop_line:?} does not read back as {got:?}"
+        );
+    }
+}
