@@ -8,12 +8,24 @@ use std::time::Duration;
 
 use super::repo_path;
 
+/// A port free now and never handed out before in this test process: two
+/// tests running side by side once got the same port, and the second
+/// binary (which could not bind it) was mistaken for ready by talking to
+/// the first.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// A ticketgate process; killed (SIGKILL) and reaped when dropped, so a
@@ -92,6 +104,10 @@ pub fn spawn_ticketgate(
         .spawn()
         .expect("start ticketgate");
     for _ in 0..200 {
+        // Someone else's listener on the port is not ours.
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("ticketgate exited before listening on {port}: {status}");
+        }
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return Running(child);
         }
