@@ -32,7 +32,7 @@ impl RateLimiter {
     }
 
     pub fn allow_at(&self, to: &str, now: Instant) -> bool {
-        let key = to.trim().to_ascii_lowercase();
+        let key = budget_key(to);
         let mut sent = self.sent.lock().unwrap_or_else(|p| p.into_inner());
         if !sent.contains_key(&key) && sent.len() >= MAX_RECIPIENTS {
             expire(&mut sent, now);
@@ -102,8 +102,7 @@ impl Slots<'_> {
         if !self.limiter.allow_at(to, now) {
             return false;
         }
-        let key = to.trim().to_ascii_lowercase();
-        self.lock().push((key, now));
+        self.lock().push((budget_key(to), now));
         true
     }
 
@@ -128,6 +127,11 @@ impl Drop for Slots<'_> {
     fn drop(&mut self) {
         self.give_back();
     }
+}
+
+/// Whose budget a reply to `to` spends: the address without case.
+fn budget_key(to: &str) -> String {
+    to.trim().to_ascii_lowercase()
 }
 
 fn drop_old(times: &mut VecDeque<Instant>, now: Instant) {
