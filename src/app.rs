@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::ConfigError;
-use crate::config::{Config, HelpdeskConfig, StoreConfig};
+use crate::config::{Config, StoreConfig};
 use crate::control::ControlListener;
 use crate::desk::{Pipeline, Service};
 use crate::milter::MilterListener;
@@ -149,7 +149,7 @@ fn start_service(config: &Arc<Config>, store: TicketStore) -> Result<Service, St
     let templates = Templates::load(&config.templates_dir())?;
     let outbox = Outbox::start(
         store.clone(),
-        config.server.reply_relay,
+        config.server.reply_relay.clone(),
         &config.server.hostname,
         config.outbox.clone(),
     );
@@ -244,7 +244,8 @@ impl Running {
     /// Swaps in the helpdesks and templates of `path` (SIGHUP); a file
     /// that does not check leaves the running configuration as it is.
     pub fn reload(&self, path: &std::path::Path) -> Result<usize, ReloadError> {
-        let (helpdesks, templates) = load_helpdesks(path)?;
+        let (config, templates) = load_config(path)?;
+        let helpdesks = config.helpdesks;
         let count = helpdesks.len();
         self.service.reload(helpdesks, templates);
         Ok(count)
@@ -272,7 +273,8 @@ impl Running {
     }
 }
 
-/// Why a reload was refused.
+/// Why a config (with its templates) cannot be used: a reload is refused,
+/// `check-config` says so.
 #[derive(Debug, Error)]
 pub enum ReloadError {
     #[error("{0}")]
@@ -281,10 +283,12 @@ pub enum ReloadError {
     Templates(#[from] TemplateError),
 }
 
-fn load_helpdesks(path: &std::path::Path) -> Result<(Vec<HelpdeskConfig>, Templates), ReloadError> {
+/// Loads a config file and the templates it names, as a reload and
+/// `check-config` do.
+pub fn load_config(path: &std::path::Path) -> Result<(Config, Templates), ReloadError> {
     let config = Config::load(path)?;
     let templates = Templates::load(&config.templates_dir())?;
-    Ok((config.helpdesks, templates))
+    Ok((config, templates))
 }
 
 /// Removes blobs past their retention, at start and then periodically.

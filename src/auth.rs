@@ -58,6 +58,11 @@ impl AuthVerdict {
         format!("{authserv_id}; {}", self.results)
     }
 
+    /// What `verify` says with `dns = "off"`: nothing checked.
+    pub fn unchecked() -> AuthVerdict {
+        AuthVerdict::none("none (dns lookups disabled)")
+    }
+
     fn none(results: &str) -> AuthVerdict {
         AuthVerdict {
             dmarc_pass: false,
@@ -152,7 +157,7 @@ pub async fn verify(
 ) -> AuthVerdict {
     let Some(auth) = authenticator else {
         return match config.auth.dns {
-            DnsMode::Off => AuthVerdict::none("none (dns lookups disabled)"),
+            DnsMode::Off => AuthVerdict::unchecked(),
             DnsMode::System => AuthVerdict::none("none (dns resolver unavailable)"),
         };
     };

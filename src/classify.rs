@@ -11,7 +11,8 @@ use crate::parse::ParsedMail;
 use crate::reason::ReasonCode;
 use crate::ticket::Urgency;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum MailCommand {
     Close,
     Reopen,

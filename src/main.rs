@@ -1,13 +1,12 @@
-//! The `ticketgate` command: serve, check-config, tickets.
+//! The `ticketgate` command: serve, check-config, try, tickets.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use ticketgate::config::{Config, MilterAddr, NextHop};
+use ticketgate::config::{Config, MilterAddr, NextHop, ReplyRelay, ValueError};
 use ticketgate::logging::{self, LogFormat};
-use ticketgate::outbox::render::Templates;
 
 #[derive(Parser)]
 #[command(
@@ -28,6 +27,22 @@ enum Command {
     CheckConfig {
         #[arg(long)]
         config: PathBuf,
+    },
+    /// What serve would do with mail from files (.eml, Maildir, mbox):
+    /// parse, route and classify, no store, nothing sent.
+    Try {
+        #[arg(long)]
+        config: PathBuf,
+        /// Envelope recipient of every message (default: each message's
+        /// X-Original-To or Delivered-To, else To and Cc).
+        #[arg(long = "rcpt")]
+        rcpts: Vec<String>,
+        /// One JSON object per message instead of text.
+        #[arg(long)]
+        json: bool,
+        /// .eml files, Maildir folders, folders of messages, mbox files.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
     },
     /// Look at and work on tickets, through the running server.
     Tickets(TicketsArgs),
@@ -61,8 +76,9 @@ struct ServeArgs {
     /// host:port of the next SMTP hop, or maildir:DIR.
     #[arg(long)]
     next_hop: Option<String>,
+    /// ip:port of the SMTP relay for automatic replies, or maildir:DIR.
     #[arg(long)]
-    reply_relay: Option<std::net::SocketAddr>,
+    reply_relay: Option<String>,
     #[arg(long)]
     data_dir: Option<PathBuf>,
     #[arg(long)]
@@ -82,6 +98,7 @@ struct ServeArgs {
 }
 
 mod tickets;
+mod try_mail;
 
 /// Why a command failed: what it says on stderr, and its exit code.
 enum Failure {
@@ -91,14 +108,30 @@ enum Failure {
     /// `serve` could not start or stopped on an error (exit 1).
     Serve(String),
     /// `tickets` could not do what was asked (exit 1).
-    Tickets(String),
+    Tickets(tickets::TicketsError),
+    /// `try` could not read its config or its mail (exit 1; a config
+    /// that does not load is `Config`).
+    Try(try_mail::TryError),
+}
+
+/// A command-line option of `serve` that cannot be used.
+#[derive(Debug, thiserror::Error)]
+enum OptionError {
+    #[error("--next-hop: {0}")]
+    NextHop(ValueError),
+    #[error("--reply-relay: {0}")]
+    ReplyRelay(ValueError),
+    #[error("--milter: {0}")]
+    Milter(ValueError),
+    #[error("--milter-only needs --milter ADDR or milter.listen")]
+    MilterOnlyWithoutListener,
 }
 
 impl Failure {
     fn code(&self) -> u8 {
         match self {
             Failure::Config(_) => 2,
-            Failure::Serve(_) | Failure::Tickets(_) => 1,
+            Failure::Serve(_) | Failure::Tickets(_) | Failure::Try(_) => 1,
         }
     }
 
@@ -107,6 +140,7 @@ impl Failure {
             Failure::Config(e) => e.clone(),
             Failure::Serve(e) => format!("ticketgate: {e}"),
             Failure::Tickets(e) => format!("ticketgate tickets: {e}"),
+            Failure::Try(e) => format!("ticketgate try: {e}"),
         }
     }
 }
@@ -116,6 +150,21 @@ fn main() -> ExitCode {
     let done = match cli.command {
         Command::CheckConfig { config } => check_config(&config),
         Command::Serve(args) => serve(args),
+        Command::Try {
+            config,
+            rcpts,
+            json,
+            paths,
+        } => try_mail::run(try_mail::TryRequest {
+            config,
+            paths,
+            rcpts,
+            json,
+        })
+        .map_err(|e| match e {
+            try_mail::TryError::Config(e) => Failure::Config(e.to_string()),
+            other => Failure::Try(other),
+        }),
         Command::Tickets(args) => tickets::run(args).map_err(Failure::Tickets),
     };
     match done {
@@ -128,8 +177,8 @@ fn main() -> ExitCode {
 }
 
 fn check_config(path: &std::path::Path) -> Result<(), Failure> {
-    let config = Config::load(path).map_err(|e| Failure::Config(e.to_string()))?;
-    Templates::load(&config.templates_dir()).map_err(|e| Failure::Config(e.to_string()))?;
+    let (config, _) =
+        ticketgate::app::load_config(path).map_err(|e| Failure::Config(e.to_string()))?;
     let queues: usize = config.helpdesks.iter().map(|h| h.queues.len()).sum();
     println!(
         "{}: ok ({} helpdesks, {} addresses)",
@@ -140,16 +189,16 @@ fn check_config(path: &std::path::Path) -> Result<(), Failure> {
     Ok(())
 }
 
-fn apply_overrides(config: &mut Config, args: &ServeArgs) -> Result<(), String> {
+fn apply_overrides(config: &mut Config, args: &ServeArgs) -> Result<(), OptionError> {
     if let Some(listen) = args.listen {
         config.server.listen = listen;
     }
     if let Some(hop) = &args.next_hop {
-        config.server.next_hop =
-            NextHop::try_from(hop.clone()).map_err(|e| format!("--next-hop: {e}"))?;
+        config.server.next_hop = NextHop::try_from(hop.clone()).map_err(OptionError::NextHop)?;
     }
-    if let Some(relay) = args.reply_relay {
-        config.server.reply_relay = Some(relay);
+    if let Some(relay) = &args.reply_relay {
+        config.server.reply_relay =
+            Some(ReplyRelay::try_from(relay.clone()).map_err(OptionError::ReplyRelay)?);
     }
     if let Some(dir) = &args.data_dir {
         config.server.data_dir = dir.clone();
@@ -162,13 +211,13 @@ fn apply_overrides(config: &mut Config, args: &ServeArgs) -> Result<(), String> 
     }
     if let Some(milter) = &args.milter {
         config.milter.listen =
-            Some(MilterAddr::try_from(milter.clone()).map_err(|e| format!("--milter: {e}"))?);
+            Some(MilterAddr::try_from(milter.clone()).map_err(OptionError::Milter)?);
     }
     if args.milter_only {
         config.milter.only = true;
     }
     if config.milter.only && config.milter.listen.is_none() {
-        return Err("--milter-only needs --milter ADDR or milter.listen".into());
+        return Err(OptionError::MilterOnlyWithoutListener);
     }
     Ok(())
 }
@@ -176,7 +225,7 @@ fn apply_overrides(config: &mut Config, args: &ServeArgs) -> Result<(), String> 
 fn serve(args: ServeArgs) -> Result<(), Failure> {
     logging::init(args.log_format);
     let mut config = Config::load(&args.config).map_err(|e| Failure::Config(e.to_string()))?;
-    apply_overrides(&mut config, &args).map_err(Failure::Config)?;
+    apply_overrides(&mut config, &args).map_err(|e| Failure::Config(e.to_string()))?;
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|e| Failure::Serve(format!("cannot start the runtime: {e}")))?;
     runtime

@@ -2,14 +2,32 @@
 
 use std::path::PathBuf;
 
-use ticketgate::config::Config;
-use ticketgate::control::{self, Request, Response};
+use ticketgate::config::{Config, ConfigError};
+use ticketgate::control::{self, ClientError, Request, Response};
 use ticketgate::ticket::Ticket;
 
 use crate::TicketsArgs;
 
-/// Sends one request to the server; `Err` is what to tell the user.
-pub fn run(args: TicketsArgs) -> Result<(), String> {
+/// Why `ticketgate tickets` did not do what was asked: what to tell the user.
+#[derive(Debug, thiserror::Error)]
+pub enum TicketsError {
+    #[error(
+        "no server found: no data/control.sock here or in a parent directory, no {PACKAGED_SOCKET}; give --control PATH or --config FILE, or set {CONTROL_ENV}"
+    )]
+    NoServer,
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("cannot start the runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("{0}")]
+    Call(#[from] ClientError),
+    /// The server refused the request; its words.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// Sends one request to the server and prints its answer.
+pub fn run(args: TicketsArgs) -> Result<(), TicketsError> {
     let socket = socket_path(&args)?;
     let op = args.command;
     let by = args.actor.or_else(|| std::env::var("USER").ok());
@@ -17,12 +35,9 @@ pub fn run(args: TicketsArgs) -> Result<(), String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| e.to_string())?;
-    match runtime
-        .block_on(control::call(&socket, &request))
-        .map_err(|e| e.to_string())?
-    {
-        Response::Error { error } => Err(error),
+        .map_err(TicketsError::Runtime)?;
+    match runtime.block_on(control::call(&socket, &request))? {
+        Response::Error { error } => Err(TicketsError::Refused(error)),
         response => {
             print(&response, args.json);
             Ok(())
@@ -30,17 +45,39 @@ pub fn run(args: TicketsArgs) -> Result<(), String> {
     }
 }
 
-fn socket_path(args: &TicketsArgs) -> Result<PathBuf, String> {
+/// The environment variable that names the control socket.
+pub const CONTROL_ENV: &str = "TICKETGATE_CONTROL";
+
+/// Where the packaged server's socket is (the shipped config's data_dir).
+const PACKAGED_SOCKET: &str = "/var/lib/ticketgate/control.sock";
+
+/// The control socket: `--control`, else the one `--config` names, else
+/// `$TICKETGATE_CONTROL`, else the first that exists of `data/control.sock`
+/// in this directory or a parent (the trial run of `scripts/run.sh`) and
+/// the packaged server's.
+fn socket_path(args: &TicketsArgs) -> Result<PathBuf, TicketsError> {
     if let Some(p) = &args.control {
         return Ok(p.clone());
     }
-    let config = args
-        .config
-        .as_ref()
-        .ok_or("give --control PATH or --config FILE to find the server")?;
-    Config::load(config)
-        .map(|c| c.control_path())
-        .map_err(|e| e.to_string())
+    if let Some(config) = &args.config {
+        return Ok(Config::load(config)?.control_path());
+    }
+    if let Some(p) = std::env::var_os(CONTROL_ENV).filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    discoverable_sockets()
+        .into_iter()
+        .find(|p| p.exists())
+        .ok_or(TicketsError::NoServer)
+}
+
+fn discoverable_sockets() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(cwd) = std::env::current_dir() {
+        out.extend(cwd.ancestors().map(|d| d.join("data").join("control.sock")));
+    }
+    out.push(PathBuf::from(PACKAGED_SOCKET));
+    out
 }
 
 fn print(response: &Response, json: bool) {
@@ -88,7 +125,7 @@ fn print_ticket(t: &Ticket) {
     println!(
         "  severity:  {}   due: {}",
         opt(&t.severity),
-        opt(&t.due_at)
+        opt(&t.due_at.map(|d| d.to_string()))
     );
     println!(
         "  requester: {}   assignee: {}",
@@ -99,7 +136,7 @@ fn print_ticket(t: &Ticket) {
         println!(
             "  void:      {} since {} (was {})",
             v.reason,
-            v.at.rfc3339(),
+            v.at,
             v.previous.as_str()
         );
     }

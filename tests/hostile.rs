@@ -214,7 +214,7 @@ async fn full_disk_gives_451_never_250() {
         .unwrap();
     let mut up = false;
     for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        if listens_on(child.id(), port) {
             up = true;
             break;
         }

@@ -5,56 +5,30 @@
 use std::fs::File;
 use std::time::{Duration, SystemTime};
 
-use ticketgate::store::{Change, TicketStore};
-use ticketgate::ticket::{
-    Action, AttachmentRecord, MessageRecord, Status, Ticket, Timestamp, Urgency,
-};
+#[path = "support/tickets.rs"]
+mod tickets;
+
+use ticketgate::store::TicketStore;
+use ticketgate::ticket::{AttachmentRecord, Ticket, Timestamp};
+use tickets::*;
 
 const DAY: Duration = Duration::from_secs(86_400);
 const RETENTION: Duration = Duration::from_secs(400 * 86_400);
 
+/// A ticket created long ago whose message arrived at `active_at`,
+/// with its raw message and one attachment in blobs.
 fn ticket(active_at: &str, raw: &str, attachment: &str) -> Ticket {
-    Ticket {
-        id: String::new(),
-        helpdesk: "Project++".into(),
-        queue: "nuovocaso".into(),
-        procedure: None,
-        sector: None,
-        urgency: Urgency::Normale,
-        contract: None,
-        status: Status::Open,
-        severity: None,
-        category: None,
-        requester: "op@caf.example".into(),
-        subject: "s".into(),
-        created_at: "2020-01-01T00:00:00Z".into(),
-        due_at: None,
-        assignee: None,
-        recipients: vec![],
-        reasons: vec![],
-        messages: vec![MessageRecord {
-            message_id: None,
-            from: "op@caf.example".into(),
-            subject: "s".into(),
-            received_at: active_at.into(),
-            attachments: vec![AttachmentRecord {
-                name: None,
-                content_type: "image/png".into(),
-                size: 1,
-                sha256: attachment.into(),
-            }],
-            action: Action::Created,
-            recipients: vec![],
-            reasons: vec![],
-            raw_sha256: Some(raw.into()),
-            delivered: true,
-            identity: None,
-            refused: None,
-        }],
-        replies: vec![],
-        history: vec![],
-        void: None,
-    }
+    let mut t = sample_ticket("op@caf.example", "s", "2020-01-01T00:00:00Z");
+    let m = &mut t.messages[0];
+    m.received_at = at(active_at);
+    m.raw_sha256 = Some(raw.into());
+    m.attachments = vec![AttachmentRecord {
+        name: None,
+        content_type: "image/png".into(),
+        size: 1,
+        sha256: attachment.into(),
+    }];
+    t
 }
 
 fn age(store: &TicketStore, sha: &str, by: Duration) {
@@ -91,16 +65,7 @@ async fn old_blobs_go_unless_a_recently_active_ticket_refers_to_them() {
         ticket(&yesterday, &young_raw, &young_att),
         ticket("2020-01-01T00:00:00Z", &old_raw, &old_att),
     ] {
-        store
-            .submit(Change::Create {
-                prefix: "PP".into(),
-                year: 2026,
-                ticket: t,
-                dedupe_key: None,
-                draft: None,
-            })
-            .await
-            .unwrap();
+        store.submit(create_change(t)).await.unwrap();
     }
     // The same attachment arrives again: its file is young again.
     assert_eq!(store.put_blob(b"old, used again").unwrap(), reused);

@@ -207,7 +207,7 @@ impl Server {
             None,
         );
         for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", self.milter)).is_ok() {
+            if listens_on(child.pid(), self.milter) {
                 break;
             }
             std::thread::sleep(Duration::from_millis(25));

@@ -7,13 +7,15 @@
 mod common;
 
 use common::*;
-use ticketgate::config::OutboxConfig;
+use ticketgate::config::{OutboxConfig, ReplyRelay};
 use ticketgate::outbox::Outbox;
 use ticketgate::reason::ReasonCode;
-use ticketgate::store::{Change, TicketStore};
-use ticketgate::ticket::{
-    Action, MessageRecord, ReplyKind, ReplyRecord, ReplyState, Status, Ticket, Urgency, now_rfc3339,
-};
+use ticketgate::store::TicketStore;
+use ticketgate::ticket::{ReplyState, Status, Ticket, Timestamp};
+
+#[path = "support/tickets.rs"]
+mod tickets;
+use tickets::*;
 
 fn config() -> OutboxConfig {
     OutboxConfig {
@@ -29,68 +31,21 @@ fn config() -> OutboxConfig {
 fn ticket(name: &str, received_at: &str, delivered: bool, state: ReplyState) -> Ticket {
     let identity = format!("id-{name}");
     let message_id = format!("reply-{name}@gate.test");
-    Ticket {
-        id: String::new(),
-        helpdesk: "Project++".into(),
-        queue: "nuovocaso".into(),
-        procedure: None,
-        sector: None,
-        urgency: Urgency::Normale,
-        contract: None,
-        status: Status::Open,
-        severity: None,
-        category: None,
-        requester: format!("{name}@caf.example"),
-        subject: name.into(),
-        created_at: received_at.into(),
-        due_at: None,
-        assignee: None,
-        recipients: vec![],
-        reasons: vec![],
-        messages: vec![MessageRecord {
-            message_id: None,
-            from: format!("{name}@caf.example"),
-            subject: name.into(),
-            received_at: received_at.into(),
-            attachments: vec![],
-            action: Action::Created,
-            recipients: vec![],
-            reasons: vec![],
-            raw_sha256: None,
-            delivered,
-            identity: Some(identity.clone()),
-            refused: None,
-        }],
-        replies: vec![ReplyRecord {
-            kind: ReplyKind::Created,
-            to: format!("{name}@caf.example"),
-            message_id: message_id.clone(),
-            state,
-            attempts: 0,
-            next_attempt_at: None,
-            raw: format!(
-                "From: <nuovocaso@projectpp.it>\r\nTo: <{name}@caf.example>\r\nSubject: {name}\r\nMessage-ID: <{message_id}>\r\nAuto-Submitted: auto-replied\r\n\r\nok\r\n"
-            ),
-            in_reply_to: None,
-            answers: Some(identity),
-            reason: None,
-        }],
-        history: vec![],
-        void: None,
-    }
+    let requester = format!("{name}@caf.example");
+    let mut t = sample_ticket(&requester, name, received_at);
+    t.messages[0].delivered = delivered;
+    t.messages[0].identity = Some(identity.clone());
+    let raw = format!(
+        "From: <nuovocaso@projectpp.it>\r\nTo: <{requester}>\r\nSubject: {name}\r\nMessage-ID: <{message_id}>\r\nAuto-Submitted: auto-replied\r\n\r\nok\r\n"
+    );
+    let mut reply = sample_reply(&requester, &message_id, state, raw);
+    reply.answers = Some(identity);
+    t.replies = vec![reply];
+    t
 }
 
 async fn create(store: &TicketStore, t: Ticket) -> String {
-    let outcome = store
-        .submit(Change::Create {
-            prefix: "PP".into(),
-            year: 2026,
-            ticket: t,
-            dedupe_key: None,
-            draft: None,
-        })
-        .await
-        .unwrap();
+    let outcome = store.submit(create_change(t)).await.unwrap();
     outcome.ticket().id.clone()
 }
 
@@ -115,7 +70,7 @@ fn rcpts(relay: &Sink) -> Vec<String> {
 async fn start_up_settles_what_a_crash_left() {
     let dir = tempfile::tempdir().unwrap();
     let store = TicketStore::open(dir.path()).unwrap();
-    let now = now_rfc3339();
+    let now = Timestamp::now().to_string();
     // Delivery recorded, reply still held (killed before the release).
     create(
         &store,
@@ -129,7 +84,7 @@ async fn start_up_settles_what_a_crash_left() {
     // Sent once, killed before `sent` was recorded: sent again.
     let mut resend = ticket("resend", LONG_AGO, true, ReplyState::Queued);
     resend.replies[0].attempts = 1;
-    resend.replies[0].next_attempt_at = Some(LONG_AGO.into());
+    resend.replies[0].next_attempt_at = Some(at(LONG_AGO));
     create(&store, resend).await;
     // A void ticket's queued reply: never sent.
     let mut void = ticket("void", LONG_AGO, false, ReplyState::Queued);
@@ -141,7 +96,12 @@ async fn start_up_settles_what_a_crash_left() {
     create(&store, spent).await;
 
     let relay = Sink::start(SinkBehaviour::default()).await;
-    let _outbox = Outbox::start(store.clone(), Some(relay.addr), "gate.test", config());
+    let _outbox = Outbox::start(
+        store.clone(),
+        Some(ReplyRelay::Smtp(relay.addr)),
+        "gate.test",
+        config(),
+    );
     let s = store.clone();
     let settled = eventually(|| {
         ["delivered", "lost", "resend", "void", "spent"]
@@ -197,7 +157,12 @@ async fn an_attempt_that_cannot_be_recorded_is_not_made() {
     // The writer stops: reads still work, no write can be recorded.
     store.close().await;
     let relay = Sink::start(SinkBehaviour::default()).await;
-    let _outbox = Outbox::start(for_outbox.clone(), Some(relay.addr), "gate.test", config());
+    let _outbox = Outbox::start(
+        for_outbox.clone(),
+        Some(ReplyRelay::Smtp(relay.addr)),
+        "gate.test",
+        config(),
+    );
     // Several rounds of the worker (retry_initial_secs = 1).
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     assert!(relay.messages().is_empty(), "sent without a record");

@@ -15,10 +15,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use ticketgate::store::{Change, Outcome, StoreError, TicketStore};
-use ticketgate::ticket::{
-    Action, AttachmentRecord, MessageRecord, ReplyKind, ReplyRecord, ReplyState, Status, Ticket,
-    Urgency,
-};
+use ticketgate::ticket::{AttachmentRecord, ReplyState, Status, Ticket};
+
+#[path = "support/tickets.rs"]
+mod tickets;
+use tickets::*;
 
 /// The backend under test.
 fn open_store(dir: &Path) -> Result<TicketStore, StoreError> {
@@ -28,59 +29,33 @@ fn open_store(dir: &Path) -> Result<TicketStore, StoreError> {
 const CHILD_ENV: &str = "TICKETGATE_STORE_TEST_CHILD";
 const DIR_ENV: &str = "TICKETGATE_STORE_TEST_DIR";
 
+/// A ticket of one undelivered message with an attachment and its held
+/// confirmation; the store must ignore the id it comes with.
 fn ticket(subject: &str) -> Ticket {
-    Ticket {
-        id: "ignored".into(),
-        helpdesk: "projectpp".into(),
-        queue: "nuovocaso".into(),
-        procedure: None,
-        sector: Some("tecnico".into()),
-        urgency: Urgency::Normale,
-        contract: None,
-        status: Status::Open,
-        severity: None,
-        category: None,
-        requester: "mario@example.com".into(),
-        subject: subject.into(),
-        created_at: "2026-03-02T10:00:00Z".into(),
-        due_at: None,
-        assignee: None,
-        recipients: vec!["nuovocaso@projectpp.it".into()],
-        reasons: vec![],
-        messages: vec![MessageRecord {
-            message_id: Some("<m1@example.com>".into()),
-            from: "mario@example.com".into(),
-            subject: subject.into(),
-            received_at: "2026-03-02T10:00:00Z".into(),
-            attachments: vec![AttachmentRecord {
-                name: Some("a.pdf".into()),
-                content_type: "application/pdf".into(),
-                size: 3,
-                sha256: "ab".repeat(32),
-            }],
-            action: Action::Created,
-            recipients: vec!["nuovocaso@projectpp.it".into()],
-            reasons: vec![],
-            raw_sha256: None,
-            delivered: false,
-            identity: None,
-            refused: None,
-        }],
-        replies: vec![ReplyRecord {
-            kind: ReplyKind::Created,
-            to: "mario@example.com".into(),
-            message_id: "<r1@ticketgate>".into(),
-            state: ReplyState::Held,
-            attempts: 0,
-            next_attempt_at: None,
-            raw: "Subject: ok\r\n\r\nbody\r\n".into(),
-            in_reply_to: None,
-            answers: None,
-            reason: None,
-        }],
-        history: vec![],
-        void: None,
-    }
+    let requester = "mario@example.com";
+    let mut t = sample_ticket(requester, subject, "2026-03-02T10:00:00Z");
+    t.id = "ignored".into();
+    t.helpdesk = "projectpp".into();
+    t.sector = Some("tecnico".into());
+    t.recipients = vec!["nuovocaso@projectpp.it".into()];
+    let m = &mut t.messages[0];
+    m.message_id = Some("<m1@example.com>".into());
+    m.recipients = t.recipients.clone();
+    m.delivered = false;
+    m.attachments = vec![AttachmentRecord {
+        name: Some("a.pdf".into()),
+        content_type: "application/pdf".into(),
+        size: 3,
+        sha256: "ab".repeat(32),
+    }];
+    let raw = "Subject: ok\r\n\r\nbody\r\n".to_string();
+    t.replies = vec![sample_reply(
+        requester,
+        "<r1@ticketgate>",
+        ReplyState::Held,
+        raw,
+    )];
+    t
 }
 
 fn create(prefix: &str, year: i32, subject: &str, key: Option<&str>) -> Change {

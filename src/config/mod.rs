@@ -69,9 +69,10 @@ pub struct ServerConfig {
     pub hostname: String,
     /// `host:port` of the next SMTP hop, or `maildir:DIR` for a local trial.
     pub next_hop: NextHop,
-    /// SMTP relay for automatic replies.
+    /// Where automatic replies go: `ip:port` of an SMTP relay, or
+    /// `maildir:DIR` for a local trial.
     #[serde(default)]
-    pub reply_relay: Option<SocketAddr>,
+    pub reply_relay: Option<ReplyRelay>,
     pub data_dir: PathBuf,
     #[serde(default)]
     pub control: Option<PathBuf>,
@@ -102,12 +103,39 @@ pub enum NextHop {
     Maildir(PathBuf),
 }
 
+/// A value the config's types refuse, before `validate` sees the whole.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ValueError {
+    #[error("maildir: needs a directory")]
+    EmptyMaildir,
+    #[error("`{0}` is neither host:port nor maildir:DIR (e.g. 127.0.0.1:10026)")]
+    NextHop(String),
+    #[error("`{0}` is neither ip:port nor maildir:DIR (e.g. 127.0.0.1:25)")]
+    ReplyRelay(String),
+    #[error("`{0}`: unix: needs an absolute path")]
+    RelativeSocket(String),
+    #[error("`{0}` is neither ip:port nor unix:PATH (e.g. 127.0.0.1:8890)")]
+    MilterAddr(String),
+    #[error("`{0}` is not an address (local@domain)")]
+    Address(String),
+    #[error("`{procedure}` is not one of this queue's procedures ({known})")]
+    UnknownProcedure { procedure: String, known: String },
+    #[error("an alias of `{0}` is empty")]
+    EmptyAlias(String),
+    #[error("`{alias}` would name both `{other}` and `{procedure}`")]
+    AmbiguousAlias {
+        alias: String,
+        other: String,
+        procedure: String,
+    },
+}
+
 impl TryFrom<String> for NextHop {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
+    type Error = ValueError;
+    fn try_from(s: String) -> Result<Self, ValueError> {
         if let Some(dir) = s.strip_prefix("maildir:") {
             if dir.is_empty() {
-                return Err("maildir: needs a directory".into());
+                return Err(ValueError::EmptyMaildir);
             }
             return Ok(NextHop::Maildir(PathBuf::from(dir)));
         }
@@ -115,9 +143,45 @@ impl TryFrom<String> for NextHop {
             Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
                 Ok(NextHop::Smtp(s))
             }
-            _ => Err(format!(
-                "`{s}` is neither host:port nor maildir:DIR (e.g. 127.0.0.1:10026)"
-            )),
+            _ => Err(ValueError::NextHop(s)),
+        }
+    }
+}
+
+/// Where automatic replies are delivered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum ReplyRelay {
+    Smtp(SocketAddr),
+    Maildir(PathBuf),
+}
+
+impl TryFrom<String> for ReplyRelay {
+    type Error = ValueError;
+    fn try_from(s: String) -> Result<Self, ValueError> {
+        if let Some(dir) = s.strip_prefix("maildir:") {
+            if dir.is_empty() {
+                return Err(ValueError::EmptyMaildir);
+            }
+            return Ok(ReplyRelay::Maildir(PathBuf::from(dir)));
+        }
+        s.parse()
+            .map(ReplyRelay::Smtp)
+            .map_err(|_| ValueError::ReplyRelay(s))
+    }
+}
+
+impl From<ReplyRelay> for String {
+    fn from(r: ReplyRelay) -> String {
+        r.to_string()
+    }
+}
+
+impl std::fmt::Display for ReplyRelay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReplyRelay::Smtp(a) => write!(f, "{a}"),
+            ReplyRelay::Maildir(d) => write!(f, "maildir:{}", d.display()),
         }
     }
 }
@@ -339,18 +403,19 @@ pub enum MilterAddr {
 }
 
 impl TryFrom<String> for MilterAddr {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
+    type Error = ValueError;
+    fn try_from(s: String) -> Result<Self, ValueError> {
         if let Some(path) = s.strip_prefix("unix:") {
             if !path.starts_with('/') {
-                return Err(format!("`{s}`: unix: needs an absolute path"));
+                return Err(ValueError::RelativeSocket(s));
             }
             return Ok(MilterAddr::Unix(PathBuf::from(path)));
         }
         let tcp = s.strip_prefix("inet:").unwrap_or(&s);
-        tcp.parse()
-            .map(MilterAddr::Tcp)
-            .map_err(|_| format!("`{s}` is neither ip:port nor unix:PATH (e.g. 127.0.0.1:8890)"))
+        match tcp.parse() {
+            Ok(addr) => Ok(MilterAddr::Tcp(addr)),
+            Err(_) => Err(ValueError::MilterAddr(s)),
+        }
     }
 }
 

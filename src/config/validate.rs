@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use super::{Config, ConfigError};
+use super::{Config, ConfigError, ValueError};
 
 pub fn validate(file: &Path, config: &Config) -> Result<(), ConfigError> {
     // The sections are checked in this order so that a file with several
@@ -27,10 +27,10 @@ struct Problem {
     message: String,
 }
 
-fn problem(key: impl Into<String>, message: impl Into<String>) -> Problem {
+fn problem(key: impl Into<String>, message: impl std::fmt::Display) -> Problem {
     Problem {
         key: key.into(),
-        message: message.into(),
+        message: message.to_string(),
     }
 }
 
@@ -249,28 +249,30 @@ fn check_severities(
 
 /// Aliases name procedures of their queue, are not empty, and no alias
 /// stands for two procedures (which one would it pick?).
-fn check_aliases(queue: &super::QueueConfig) -> Result<(), String> {
+fn check_aliases(queue: &super::QueueConfig) -> Result<(), ValueError> {
     let mut seen: HashMap<String, &str> = HashMap::new();
     for name in &queue.procedures {
         seen.insert(name.trim().to_lowercase(), name);
     }
     for (procedure, aliases) in &queue.aliases {
         if !queue.procedures.contains(procedure) {
-            return Err(format!(
-                "`{procedure}` is not one of this queue's procedures ({})",
-                queue.procedures.join(", ")
-            ));
+            return Err(ValueError::UnknownProcedure {
+                procedure: procedure.clone(),
+                known: queue.procedures.join(", "),
+            });
         }
         for alias in aliases {
             let folded = alias.trim().to_lowercase();
             if folded.is_empty() {
-                return Err(format!("an alias of `{procedure}` is empty"));
+                return Err(ValueError::EmptyAlias(procedure.clone()));
             }
             match seen.insert(folded, procedure) {
                 Some(other) if other != procedure => {
-                    return Err(format!(
-                        "`{alias}` would name both `{other}` and `{procedure}`"
-                    ));
+                    return Err(ValueError::AmbiguousAlias {
+                        alias: alias.clone(),
+                        other: other.to_string(),
+                        procedure: procedure.clone(),
+                    });
                 }
                 _ => {}
             }
@@ -280,9 +282,9 @@ fn check_aliases(queue: &super::QueueConfig) -> Result<(), String> {
 }
 
 /// A plain `local@domain` address; no display names or angle brackets.
-pub fn check_address(addr: &str) -> Result<(), String> {
+pub fn check_address(addr: &str) -> Result<(), ValueError> {
     let Some((local, domain)) = addr.rsplit_once('@') else {
-        return Err(format!("`{addr}` is not an address (local@domain)"));
+        return Err(ValueError::Address(addr.to_string()));
     };
     let ok = !local.is_empty()
         && !domain.is_empty()
@@ -293,7 +295,7 @@ pub fn check_address(addr: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("`{addr}` is not an address (local@domain)"))
+        Err(ValueError::Address(addr.to_string()))
     }
 }
 
@@ -312,18 +314,25 @@ mod tests {
             ]))
             .is_ok()
         );
-        let err = check_aliases(&queue(&[("ANF", &["AUU"])])).unwrap_err();
+        let err = check_aliases(&queue(&[("ANF", &["AUU"])]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not one of this queue's procedures"), "{err}");
-        let err = check_aliases(&queue(&[("ANF-AUU", &[" "])])).unwrap_err();
+        let err = check_aliases(&queue(&[("ANF-AUU", &[" "])]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("empty"), "{err}");
         let err = check_aliases(&queue(&[
             ("ANF-AUU", &["INAC"]),
             ("Contabilità INAC", &["inac"]),
         ]))
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("would name both"), "{err}");
         // An alias that is another procedure's name.
-        let err = check_aliases(&queue(&[("ANF-AUU", &["patronato"])])).unwrap_err();
+        let err = check_aliases(&queue(&[("ANF-AUU", &["patronato"])]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("would name both"), "{err}");
     }
 }

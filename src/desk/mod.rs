@@ -10,6 +10,7 @@
 //! * [`replies`] and [`suppress`]: drafting those replies, and when none
 //!   may be sent (RFC 3834).
 pub mod pipeline;
+pub mod preview;
 pub mod replies;
 pub mod service;
 pub mod suppress;

@@ -26,7 +26,7 @@ use crate::store::{Change, Outcome as StoreOutcome, StoreError, TicketStore};
 use crate::tag;
 use crate::ticket::{
     Action, AttachmentRecord, Event, HistoryEntry, MessageRecord, ReplyKind, Status, Ticket,
-    now_rfc3339,
+    Timestamp,
 };
 use crate::wire::reply::Reply;
 
@@ -604,18 +604,10 @@ fn new_ticket(
     record: MessageRecord,
     suppressed: Option<ReasonCode>,
 ) -> Ticket {
-    let mut reasons: Vec<ReasonCode> = vec![ReasonCode::RouteHelpdeskAddress];
-    reasons.extend(input.routing.ignored.iter().map(|(_, r)| *r));
-    reasons.extend(input.mail.reasons.iter().copied());
-    reasons.extend(class.reasons.iter().copied());
-    reasons.extend(input.verdict.reasons.iter().copied());
-    reasons.extend(suppressed);
+    let reasons = opening_reasons(input.routing, input.mail, class, input.verdict, suppressed);
     let requester = transitions::sender_of(input.mail, input.envelope.from);
-    let now = now_rfc3339();
-    let (status, event) = match class.vague {
-        true => (Status::Suspended, Event::CreatedSuspended),
-        false => (Status::Open, Event::Created),
-    };
+    let now = Timestamp::now();
+    let (status, event) = opening_status(class);
     Ticket {
         id: String::new(),
         helpdesk: desk.name.clone(),
@@ -629,7 +621,7 @@ fn new_ticket(
         category: None,
         requester: requester.clone(),
         subject: input.mail.subject.clone(),
-        created_at: now.clone(),
+        created_at: now,
         due_at: None,
         assignee: None,
         recipients: input.routed.recipients.clone(),
@@ -642,6 +634,31 @@ fn new_ticket(
             event,
         }],
         void: None,
+    }
+}
+
+/// The reasons a new ticket is opened with.
+pub(super) fn opening_reasons(
+    routing: &Routing,
+    mail: &ParsedMail,
+    class: &Classification,
+    verdict: &AuthVerdict,
+    suppressed: Option<ReasonCode>,
+) -> Vec<ReasonCode> {
+    let mut reasons: Vec<ReasonCode> = vec![ReasonCode::RouteHelpdeskAddress];
+    reasons.extend(routing.ignored.iter().map(|(_, r)| *r));
+    reasons.extend(mail.reasons.iter().copied());
+    reasons.extend(class.reasons.iter().copied());
+    reasons.extend(verdict.reasons.iter().copied());
+    reasons.extend(suppressed);
+    reasons
+}
+
+/// A vague first message opens the case suspended, waiting for details.
+pub(super) fn opening_status(class: &Classification) -> (Status, Event) {
+    match class.vague {
+        true => (Status::Suspended, Event::CreatedSuspended),
+        false => (Status::Open, Event::Created),
     }
 }
 
@@ -671,7 +688,7 @@ fn message_record(
         message_id: input.mail.message_id.clone(),
         from: transitions::sender_of(input.mail, input.envelope.from),
         subject: input.mail.subject.clone(),
-        received_at: now_rfc3339(),
+        received_at: Timestamp::now(),
         attachments: input.attachments.to_vec(),
         action: if followup.is_some_and(|f| f.ticket_exists) {
             Action::Appended
@@ -762,7 +779,7 @@ const MIN_BUDGET_UNITS: usize = 64;
 
 /// Bytes read of a message over `max_parse_bytes`: enough for its
 /// headers, which are what it is ticketed from.
-const HEAD_BYTES: usize = 256 * 1024;
+pub(super) const HEAD_BYTES: usize = 256 * 1024;
 
 /// Parses `raw` within `limits`; with a store, keeps each attachment and
 /// (for a message read whole) the raw message as blobs. Runs on a blocking

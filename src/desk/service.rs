@@ -39,7 +39,7 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    fn new(config: Arc<Config>, templates: Templates) -> Loaded {
+    pub fn new(config: Arc<Config>, templates: Templates) -> Loaded {
         Loaded {
             table: HelpdeskTable::new(config.helpdesks.clone())
                 .with_recipient_delimiter(&config.server.recipient_delimiter),

@@ -16,7 +16,7 @@ use crate::parse::ParsedMail;
 use crate::reason::ReasonCode;
 use crate::route::normalize_address;
 use crate::ticket::{
-    Action, Category, Event, HistoryEntry, MessageRecord, ReplyKind, Status, Ticket, now_rfc3339,
+    Action, Category, Event, HistoryEntry, MessageRecord, ReplyKind, Status, Ticket, Timestamp,
 };
 
 /// A message that refers to an existing ticket.
@@ -61,7 +61,7 @@ pub fn apply_command(
         t.status == Status::Void,
         "the ticket is void (its mail was never delivered)",
     )?;
-    let now = now_rfc3339();
+    let now = Timestamp::now();
     let (event, notice) = match command {
         WorkgroupCommand::Take(name) => (take(t, name)?, None),
         WorkgroupCommand::Severity(level) => (set_severity(desk, t, &level)?, None),
@@ -179,10 +179,8 @@ fn refuse_unless(t: &Ticket, status: Status, why: &str) -> Result<(), Refused> {
     )
 }
 
-fn after_hours(hours: u64) -> String {
-    let t = time::OffsetDateTime::now_utc() + Duration::from_secs(hours * 3600);
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+fn after_hours(hours: u64) -> Timestamp {
+    Timestamp::now() + Duration::from_secs(hours.saturating_mul(3600))
 }
 
 /// The sender as a requester: the From address, else the envelope sender.
@@ -326,7 +324,7 @@ pub fn apply_followup(t: &mut Ticket, input: FollowupInput) -> Option<Wanted> {
     }
     if decision.action != Action::Appended {
         t.history.push(HistoryEntry {
-            at: now_rfc3339(),
+            at: Timestamp::now(),
             by: input.sender.clone(),
             event: Event::ByMail(decision.action),
         });

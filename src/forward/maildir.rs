@@ -1,6 +1,7 @@
-//! Maildir delivery for trying ticketgate with nothing else running.
-//! A message is written to `tmp/`, fsynced, then renamed into `new/`, so a
-//! reader never sees half a message and a `250` means it is on disk.
+//! Maildir delivery for trying ticketgate with nothing else running (the
+//! next hop, and the outbox's reply relay). A message is written to
+//! `tmp/`, fsynced, then renamed into `new/`, so a reader never sees half a
+//! message and a `250` means it is on disk.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,11 +17,55 @@ pub struct MaildirHop {
 
 static SEQ: AtomicU64 = AtomicU64::new(0);
 
+/// Makes `dir` a Maildir (its `tmp`, `new` and `cur`) if it is not one.
+pub fn create(dir: &Path) -> std::io::Result<()> {
+    for sub in ["tmp", "new", "cur"] {
+        std::fs::create_dir_all(dir.join(sub))?;
+    }
+    Ok(())
+}
+
+/// A message being written to `tmp/` of a Maildir.
+pub struct Delivery {
+    dir: PathBuf,
+    name: String,
+    pub file: tokio::fs::File,
+}
+
+impl Delivery {
+    /// Starts a message under a name unique to this process and moment.
+    pub async fn begin(dir: &Path) -> std::io::Result<Delivery> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let name = format!(
+            "{}.P{}Q{}.ticketgate",
+            now.as_secs(),
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let file = tokio::fs::File::create(dir.join("tmp").join(&name)).await?;
+        Ok(Delivery {
+            dir: dir.to_path_buf(),
+            name,
+            file,
+        })
+    }
+
+    /// Makes the message durable and visible in `new/`; returns its name.
+    pub async fn commit(self) -> std::io::Result<String> {
+        self.file.sync_all().await?;
+        drop(self.file);
+        let tmp = self.dir.join("tmp").join(&self.name);
+        tokio::fs::rename(&tmp, self.dir.join("new").join(&self.name)).await?;
+        std::fs::File::open(self.dir.join("new"))?.sync_all()?;
+        Ok(self.name)
+    }
+}
+
 impl MaildirHop {
     pub fn open(dir: &Path) -> Result<MaildirHop, HopError> {
-        for sub in ["tmp", "new", "cur"] {
-            std::fs::create_dir_all(dir.join(sub))?;
-        }
+        create(dir)?;
         Ok(MaildirHop {
             dir: dir.to_path_buf(),
         })
@@ -39,27 +84,13 @@ impl MaildirHop {
     }
 
     pub async fn deliver(&mut self, msg: &Outgoing<'_>) -> Result<Reply, HopError> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        let name = format!(
-            "{}.P{}Q{}.ticketgate",
-            now.as_secs(),
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        );
-        let tmp = self.dir.join("tmp").join(&name);
-        let mut file = tokio::fs::File::create(&tmp).await?;
+        let mut delivery = Delivery::begin(&self.dir).await?;
         let mut reader = msg.reader().await?;
         let mut chunk = Vec::new();
         while reader.next_chunk(&mut chunk).await? > 0 {
-            file.write_all(&chunk).await?;
+            delivery.file.write_all(&chunk).await?;
         }
-        file.sync_all().await?;
-        drop(file);
-        let new = self.dir.join("new").join(&name);
-        tokio::fs::rename(&tmp, &new).await?;
-        std::fs::File::open(self.dir.join("new"))?.sync_all()?;
+        let name = delivery.commit().await?;
         Ok(Reply::new(250, "2.0.0", format!("Ok: queued as {name}")))
     }
 }

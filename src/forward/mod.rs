@@ -1,7 +1,7 @@
 //! The next hop: an SMTP server (one connection per client session, as
 //! Postfix's before-queue proxy expects) or, for a first trial, a Maildir.
 
-mod maildir;
+pub mod maildir;
 mod smtp;
 
 use std::ops::Range;

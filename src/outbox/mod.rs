@@ -22,6 +22,7 @@ mod sweep;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,15 +30,16 @@ use mail_send::SmtpClientBuilder;
 use mail_send::smtp::message::Message;
 use tokio::sync::Notify;
 
-use crate::config::OutboxConfig;
+use crate::config::{OutboxConfig, ReplyRelay};
+use crate::forward::maildir;
 use crate::metrics::METRICS;
 use crate::reason::ReasonCode;
-use crate::store::TicketStore;
-use crate::ticket::{ReplyRecord, ReplyState, Status, Ticket, Timestamp, now_rfc3339};
+use crate::store::{Backoff, Claim, Finish, ReplyKey, StoreError, TicketStore};
+use crate::ticket::{ReplyRecord, ReplyState, Ticket, Timestamp};
 use limit::RateLimiter;
 
 /// A reply to deliver: the ticket and the reply's Message-ID.
-type Key = (String, String);
+type Key = ReplyKey;
 
 #[derive(Clone)]
 pub struct Outbox {
@@ -46,34 +48,57 @@ pub struct Outbox {
 
 struct Inner {
     store: TicketStore,
-    relay: Option<SocketAddr>,
-    /// Built once: mail-send's builder loads the system's CA certificates
-    /// for a TLS connector we never use (the relay is plain SMTP on the
-    /// same host), which cost half the CPU of every reply when it was
-    /// built per reply.
-    client: Result<SmtpClientBuilder<String>, String>,
+    relay: Relay,
     config: OutboxConfig,
     pending: Mutex<BTreeSet<Key>>,
     wake: Notify,
     limiter: Arc<RateLimiter>,
-    /// What the sweep looks at, and when: (ticket, identity of a message
-    /// waiting for the next hop's answer, or "" for the ticket as a whole).
-    watched: Mutex<BTreeMap<(String, String), Timestamp>>,
+    /// What the sweep looks at, and when.
+    watched: Mutex<BTreeMap<(String, Watch), Timestamp>>,
     /// Answers of the next hop that could not be recorded when they came.
     unrecorded: Mutex<Vec<sweep::Unrecorded>>,
 }
 
-fn relay_client(
-    relay: Option<SocketAddr>,
-    hostname: &str,
-) -> Result<SmtpClientBuilder<String>, String> {
-    let relay = relay.ok_or("no reply relay configured")?;
-    Ok(
-        SmtpClientBuilder::new(relay.ip().to_string(), relay.port())?
-            .implicit_tls(false)
-            .helo_host(hostname.to_string())
-            .timeout(Duration::from_secs(60)),
-    )
+/// What of a ticket the sweep watches.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Watch {
+    /// The ticket as a whole (`settle::next_check`).
+    Ticket,
+    /// A message, by its identity, waiting for the next hop's answer.
+    Message(String),
+}
+
+/// Where replies go.
+enum Relay {
+    None,
+    Smtp {
+        addr: SocketAddr,
+        /// Built once: mail-send's builder loads the system's CA
+        /// certificates for a TLS connector we never use (the relay is
+        /// plain SMTP on the same host), which cost half the CPU of every
+        /// reply when it was built per reply.
+        client: Result<SmtpClientBuilder<String>, String>,
+    },
+    Maildir(PathBuf),
+}
+
+impl Relay {
+    fn new(relay: Option<ReplyRelay>, hostname: &str) -> Relay {
+        match relay {
+            None => Relay::None,
+            Some(ReplyRelay::Maildir(dir)) => Relay::Maildir(dir),
+            Some(ReplyRelay::Smtp(addr)) => Relay::Smtp {
+                addr,
+                client: SmtpClientBuilder::new(addr.ip().to_string(), addr.port())
+                    .map(|b| {
+                        b.implicit_tls(false)
+                            .helo_host(hostname.to_string())
+                            .timeout(Duration::from_secs(60))
+                    })
+                    .map_err(|e| e.to_string()),
+            },
+        }
+    }
 }
 
 enum Attempt {
@@ -97,15 +122,14 @@ impl Outbox {
     /// settled by the sweep's first pass.
     pub fn start(
         store: TicketStore,
-        relay: Option<SocketAddr>,
+        relay: Option<ReplyRelay>,
         hostname: &str,
         config: OutboxConfig,
     ) -> Outbox {
         let outbox = Outbox {
             inner: Arc::new(Inner {
                 store,
-                relay,
-                client: relay_client(relay, hostname),
+                relay: Relay::new(relay, hostname),
                 limiter: Arc::new(RateLimiter::new(config.rate_limit_per_hour)),
                 config,
                 pending: Mutex::new(BTreeSet::new()),
@@ -131,7 +155,7 @@ impl Outbox {
     /// need settling (`settle::next_check`).
     pub fn watch(&self, ticket: &Ticket) {
         if let Some(at) = settle::next_check(ticket, self.horizon()) {
-            self.watch_at((ticket.id.clone(), String::new()), at);
+            self.watch_at((ticket.id.clone(), Watch::Ticket), at);
         }
     }
 
@@ -140,7 +164,10 @@ impl Outbox {
     /// [`Outbox::answered`] says it got one first.
     pub fn watch_message(&self, ticket: &str, identity: &str) {
         let at = Timestamp::now() + self.horizon();
-        self.watch_at((ticket.to_string(), identity.to_string()), at);
+        self.watch_at(
+            (ticket.to_string(), Watch::Message(identity.to_string())),
+            at,
+        );
     }
 
     /// The next hop's answer to the message is on the ticket. After a 4xx
@@ -148,13 +175,13 @@ impl Outbox {
     pub fn answered(&self, ticket: &Ticket, identity: &str, verdict: settle::HopVerdict) {
         self.enqueue_queued(ticket);
         if !matches!(verdict, settle::HopVerdict::Temporary(_)) {
-            let key = (ticket.id.clone(), identity.to_string());
+            let key = (ticket.id.clone(), Watch::Message(identity.to_string()));
             let mut watched = self.inner.watched.lock().unwrap_or_else(|p| p.into_inner());
             watched.remove(&key);
         }
     }
 
-    fn watch_at(&self, key: (String, String), at: Timestamp) {
+    fn watch_at(&self, key: (String, Watch), at: Timestamp) {
         let mut watched = self.inner.watched.lock().unwrap_or_else(|p| p.into_inner());
         let entry = watched.entry(key).or_insert(at);
         *entry = (*entry).min(at);
@@ -191,7 +218,10 @@ impl Outbox {
         let mut pending = self.inner.pending.lock().unwrap_or_else(|p| p.into_inner());
         for r in &ticket.replies {
             if r.state == ReplyState::Queued {
-                pending.insert((ticket.id.clone(), r.message_id.clone()));
+                pending.insert(ReplyKey {
+                    ticket: ticket.id.clone(),
+                    message_id: r.message_id.clone(),
+                });
             }
         }
         drop(pending);
@@ -221,7 +251,7 @@ impl Outbox {
             .iter()
             .cloned()
             .collect();
-        let now = time::OffsetDateTime::now_utc();
+        let now = Timestamp::now();
         let mut next: Option<Duration> = None;
         for key in keys {
             let reply = match self.current(&key) {
@@ -231,10 +261,10 @@ impl Outbox {
                     continue;
                 }
             };
-            if let Some(at) = reply.next_attempt_at.as_deref().and_then(parse_time)
+            if let Some(at) = reply.next_attempt_at
                 && at > now
             {
-                let d = Duration::try_from(at - now).unwrap_or_default();
+                let d = Duration::try_from(at.0 - now.0).unwrap_or_default();
                 next = Some(next.map_or(d, |n| n.min(d)));
                 continue;
             }
@@ -258,32 +288,13 @@ impl Outbox {
         next
     }
 
-    /// Records an attempt before it is made: counted, and the next one
-    /// scheduled, so that a crash after sending retries later rather than
-    /// at once. A reply past its attempts fails; one of a void ticket is
-    /// cancelled.
+    /// Records an attempt before it is made (`TicketStore::claim_reply`).
     async fn begin_attempt(&self, key: &Key) -> Permit {
-        let cfg = &self.inner.config;
-        let (max_attempts, initial, max) =
-            (cfg.max_attempts, cfg.retry_initial_secs, cfg.retry_max_secs);
-        let written = self
-            .update_queued(key, move |status, r| {
-                if status == Status::Void {
-                    r.state = ReplyState::Cancelled;
-                    r.reason = Some(ReasonCode::ReplyCancelledVoid);
-                } else if r.attempts >= max_attempts {
-                    r.state = ReplyState::Failed;
-                    r.reason = Some(ReasonCode::ReplyFailedAttempts);
-                } else {
-                    r.attempts += 1;
-                    let secs = backoff(initial, max, r.attempts);
-                    r.next_attempt_at = Some(rfc3339(
-                        time::OffsetDateTime::now_utc() + Duration::from_secs(secs),
-                    ));
-                }
-            })
-            .await;
-        match written {
+        let claim = Claim {
+            max_attempts: self.inner.config.max_attempts,
+            backoff: self.backoff(),
+        };
+        match self.inner.store.claim_reply(key, claim).await {
             Ok(t) => match reply_in(&t, key) {
                 Some(r) if r.state == ReplyState::Queued => Permit::Send(r.clone()),
                 Some(r) => {
@@ -292,47 +303,26 @@ impl Outbox {
                 }
                 None => Permit::Settled,
             },
-            Err(crate::store::StoreError::Rejected(_) | crate::store::StoreError::NotFound(_)) => {
-                Permit::Settled
-            }
+            Err(StoreError::Rejected(_) | StoreError::NotFound(_)) => Permit::Settled,
             Err(e) => {
-                tracing::error!(error = %e, ticket = %key.0, "outbox: cannot record an attempt; not sending it");
+                tracing::error!(error = %e, ticket = %key.ticket, "outbox: cannot record an attempt; not sending it");
                 Permit::Unrecorded
             }
         }
     }
 
-    /// Runs `change` (given the ticket's status) on the reply of `key` if
-    /// it is still queued: one settled meanwhile, by the sweep or an
-    /// earlier attempt, stays as it is. Returns the ticket as written.
-    async fn update_queued(
-        &self,
-        key: &Key,
-        mut change: impl FnMut(Status, &mut ReplyRecord),
-    ) -> Result<Ticket, crate::store::StoreError> {
-        let msgid = &key.1;
-        let outcome = self
-            .inner
-            .store
-            .modify(&key.0, None, |t| {
-                let status = t.status;
-                let r = t
-                    .replies
-                    .iter_mut()
-                    .find(|r| r.message_id == *msgid)
-                    .ok_or("reply vanished")?;
-                if r.state == ReplyState::Queued {
-                    change(status, r);
-                }
-                Ok(())
-            })
-            .await?;
-        Ok(outcome.into_ticket())
+    fn backoff(&self) -> Backoff {
+        Backoff {
+            initial_secs: self.inner.config.retry_initial_secs,
+            max_secs: self.inner.config.retry_max_secs,
+        }
     }
 
-    fn current(&self, (ticket, msgid): &Key) -> Option<ReplyRecord> {
-        let t = self.inner.store.get(ticket).ok()??;
-        t.replies.into_iter().find(|r| &r.message_id == msgid)
+    fn current(&self, key: &Key) -> Option<ReplyRecord> {
+        let t = self.inner.store.get(&key.ticket).ok()??;
+        t.replies
+            .into_iter()
+            .find(|r| r.message_id == key.message_id)
     }
 
     fn forget(&self, key: &Key) {
@@ -344,56 +334,30 @@ impl Outbox {
     }
 
     async fn send(&self, reply: &ReplyRecord) -> Attempt {
-        let Some(relay) = self.inner.relay else {
-            return Attempt::Retry("no reply relay configured".into());
-        };
-        let builder = match &self.inner.client {
-            Ok(b) => b,
-            Err(e) => return Attempt::Fail(e.clone()),
-        };
-        let mut client = match builder.connect_plain().await {
-            Ok(c) => c,
-            Err(e) => return Attempt::Retry(format!("relay {relay}: {e}")),
-        };
-        // mail-send writes the body and the final dot in two writes; with
-        // Nagle on, the second waits for a delayed ACK (40 ms a reply).
-        let _ = client.stream.set_nodelay(true);
-        // RFC 3834 §3.3: an automatic response goes out with a null
-        // return path, so it can never cause a bounce loop.
-        let message = Message::new("", [reply.to.as_str()], reply.raw.as_bytes());
-        let result = client.send(message).await;
-        let _ = client.quit().await;
-        match result {
-            Ok(()) => Attempt::Sent,
-            Err(mail_send::Error::UnexpectedReply(r)) if r.code() >= 500 => {
-                Attempt::Fail(format!("relay refused: {} {}", r.code(), r.message()))
-            }
-            Err(e) => Attempt::Retry(format!("relay {relay}: {e}")),
+        match &self.inner.relay {
+            Relay::None => Attempt::Retry("no reply relay configured".into()),
+            Relay::Smtp { addr, client } => match client {
+                Ok(builder) => send_smtp(*addr, builder, reply).await,
+                Err(e) => Attempt::Fail(e.clone()),
+            },
+            Relay::Maildir(dir) => match deliver_to_maildir(dir, reply).await {
+                Ok(()) => Attempt::Sent,
+                Err(e) => Attempt::Retry(format!("maildir {}: {e}", dir.display())),
+            },
         }
     }
 
     /// Writes the attempt's result; returns the delay to the next attempt.
     async fn record(&self, key: &Key, attempt: Attempt) -> Option<Duration> {
-        let cfg = &self.inner.config;
-        let (max_attempts, initial, max) =
-            (cfg.max_attempts, cfg.retry_initial_secs, cfg.retry_max_secs);
         let (state, reason, note) = attempt.result();
         // The attempt was counted and the next one scheduled before it was
         // made (`begin_attempt`); a retry keeps that schedule.
-        let written = self
-            .update_queued(key, move |_, r| {
-                r.state = state;
-                r.reason = reason;
-                if state != ReplyState::Queued {
-                    r.next_attempt_at = None;
-                } else if r.attempts >= max_attempts {
-                    r.state = ReplyState::Failed;
-                    r.reason = Some(ReasonCode::ReplyFailedAttempts);
-                    r.next_attempt_at = None;
-                }
-            })
-            .await;
-        match written {
+        let finish = Finish {
+            state,
+            reason,
+            max_attempts: self.inner.config.max_attempts,
+        };
+        match self.inner.store.finish_reply(key, finish).await {
             Ok(ticket) => {
                 let r = reply_in(&ticket, key)?;
                 log_reply(&ticket, r, &note);
@@ -401,14 +365,14 @@ impl Outbox {
                     self.forget(key);
                     return None;
                 }
-                Some(Duration::from_secs(backoff(initial, max, r.attempts)))
+                Some(self.backoff().after(r.attempts))
             }
             // The reply stays queued with its next attempt scheduled: it
             // goes again then (at least once), and the attempts it may
             // make stay bounded.
             Err(e) => {
-                tracing::error!(error = %e, ticket = %key.0, "outbox: cannot record a delivery attempt");
-                Some(Duration::from_secs(backoff(initial, max, 1)))
+                tracing::error!(error = %e, ticket = %key.ticket, "outbox: cannot record a delivery attempt");
+                Some(self.backoff().after(1))
             }
         }
     }
@@ -430,8 +394,51 @@ impl Attempt {
     }
 }
 
-fn reply_in<'t>(ticket: &'t Ticket, (_, msgid): &Key) -> Option<&'t ReplyRecord> {
-    ticket.replies.iter().find(|r| &r.message_id == msgid)
+/// One attempt through the SMTP relay.
+async fn send_smtp(
+    relay: SocketAddr,
+    builder: &SmtpClientBuilder<String>,
+    reply: &ReplyRecord,
+) -> Attempt {
+    let mut client = match builder.connect_plain().await {
+        Ok(c) => c,
+        Err(e) => return Attempt::Retry(format!("relay {relay}: {e}")),
+    };
+    // mail-send writes the body and the final dot in two writes; with
+    // Nagle on, the second waits for a delayed ACK (40 ms a reply).
+    let _ = client.stream.set_nodelay(true);
+    // RFC 3834 §3.3: an automatic response goes out with a null
+    // return path, so it can never cause a bounce loop.
+    let message = Message::new("", [reply.to.as_str()], reply.raw.as_bytes());
+    let result = client.send(message).await;
+    let _ = client.quit().await;
+    match result {
+        Ok(()) => Attempt::Sent,
+        Err(mail_send::Error::UnexpectedReply(r)) if r.code() >= 500 => {
+            Attempt::Fail(format!("relay refused: {} {}", r.code(), r.message()))
+        }
+        Err(e) => Attempt::Retry(format!("relay {relay}: {e}")),
+    }
+}
+
+/// Writes the reply into a Maildir, as a local delivery agent would: with
+/// the null return path it is sent with, and whom it is for.
+async fn deliver_to_maildir(dir: &Path, reply: &ReplyRecord) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    maildir::create(dir)?;
+    let mut delivery = maildir::Delivery::begin(dir).await?;
+    let to = reply.to.replace(['\r', '\n'], "");
+    let envelope = format!("Return-Path: <>\r\nDelivered-To: {to}\r\n");
+    delivery.file.write_all(envelope.as_bytes()).await?;
+    delivery.file.write_all(reply.raw.as_bytes()).await?;
+    delivery.commit().await.map(drop)
+}
+
+fn reply_in<'t>(ticket: &'t Ticket, key: &Key) -> Option<&'t ReplyRecord> {
+    ticket
+        .replies
+        .iter()
+        .find(|r| r.message_id == key.message_id)
 }
 
 fn log_reply(ticket: &Ticket, r: &ReplyRecord, note: &str) {
@@ -443,20 +450,4 @@ fn log_reply(ticket: &Ticket, r: &ReplyRecord, note: &str) {
         "reply"
     );
     METRICS.reply(r.state);
-}
-
-fn backoff(initial: u64, max: u64, attempts: u32) -> u64 {
-    initial
-        .saturating_mul(1u64 << attempts.saturating_sub(1).min(20))
-        .min(max)
-        .max(1)
-}
-
-fn parse_time(s: &str) -> Option<time::OffsetDateTime> {
-    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
-}
-
-fn rfc3339(t: time::OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| now_rfc3339())
 }

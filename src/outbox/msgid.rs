@@ -100,6 +100,12 @@ impl Signer {
     }
 }
 
+/// The ticket an id of our shape names, without checking its signature
+/// (for `ticketgate try`, which has no key).
+pub fn ticket_named(message_id: &str) -> Option<&str> {
+    split(message_id).map(|(_, ticket, _, _)| ticket)
+}
+
 /// One of our Message-IDs, verified.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Signed {

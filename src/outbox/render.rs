@@ -54,7 +54,20 @@ pub struct Templates {
 #[error("{}: {why}", path.display())]
 pub struct TemplateError {
     pub path: std::path::PathBuf,
-    pub why: String,
+    pub why: TemplateProblem,
+}
+
+/// What is wrong with a template's text.
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateProblem {
+    #[error("{0}")]
+    Read(std::io::Error),
+    #[error("needs `Subject: ...`, an empty line, then the body")]
+    NoBody,
+    #[error("the first line must be `Subject: ...`")]
+    NoSubject,
+    #[error("unknown placeholder {{{name}}}; known: {known}")]
+    UnknownPlaceholder { name: String, known: String },
 }
 
 impl Templates {
@@ -69,7 +82,7 @@ impl Templates {
                 Err(e) => {
                     return Err(TemplateError {
                         path,
-                        why: e.to_string(),
+                        why: TemplateProblem::Read(e),
                     });
                 }
             };
@@ -120,14 +133,12 @@ pub struct Extra {
     pub missing: String,
 }
 
-fn parse(text: &str) -> Result<Template, String> {
+fn parse(text: &str) -> Result<Template, TemplateProblem> {
     let text = text.replace("\r\n", "\n");
-    let (first, body) = text
-        .split_once("\n\n")
-        .ok_or("needs `Subject: ...`, an empty line, then the body")?;
+    let (first, body) = text.split_once("\n\n").ok_or(TemplateProblem::NoBody)?;
     let subject = first
         .strip_prefix("Subject:")
-        .ok_or("the first line must be `Subject: ...`")?
+        .ok_or(TemplateProblem::NoSubject)?
         .trim()
         .to_string();
     Ok(Template {
@@ -152,7 +163,9 @@ const PLACEHOLDERS: &[(&str, Value)] = &[
     ("contract", |_, t, _| t.contract.clone().unwrap_or_default()),
     ("status", |_, t, _| t.status.as_str().to_string()),
     ("severity", |_, t, _| t.severity.clone().unwrap_or_default()),
-    ("due_at", |_, t, _| t.due_at.clone().unwrap_or_default()),
+    ("due_at", |_, t, _| {
+        t.due_at.map(|d| d.rfc3339()).unwrap_or_default()
+    }),
     ("subject", |_, t, _| t.subject.clone()),
     ("next_steps", |desk, t, _| {
         desk.next_steps
@@ -170,7 +183,7 @@ fn is_placeholder(name: &str) -> bool {
 
 /// A misspelt `{placeholder}` would reach the operator verbatim: refuse it
 /// when the templates are loaded (start, SIGHUP, check-config).
-fn check_placeholders(t: Template) -> Result<Template, String> {
+fn check_placeholders(t: Template) -> Result<Template, TemplateProblem> {
     for text in [&t.subject, &t.body] {
         let mut rest = text.as_str();
         while let Some(open) = rest.find('{') {
@@ -180,10 +193,10 @@ fn check_placeholders(t: Template) -> Result<Template, String> {
             let name = &rest[open + 1..open + close];
             if !is_placeholder(name) {
                 let known: Vec<&str> = PLACEHOLDERS.iter().map(|(n, _)| *n).collect();
-                return Err(format!(
-                    "unknown placeholder {{{name}}}; known: {}",
-                    known.join(", ")
-                ));
+                return Err(TemplateProblem::UnknownPlaceholder {
+                    name: name.to_string(),
+                    known: known.join(", "),
+                });
             }
             rest = &rest[open + close + 1..];
         }

@@ -118,7 +118,7 @@ pub fn settle_leftovers(
             release_replies(t, index, slots);
         }
     }
-    let expired = |m: &crate::ticket::MessageRecord| m.received() + horizon <= now;
+    let expired = |m: &crate::ticket::MessageRecord| m.received_at + horizon <= now;
     let overdue: Vec<bool> = t
         .messages
         .iter()
@@ -146,12 +146,12 @@ pub fn next_check(t: &Ticket, horizon: Duration) -> Option<Timestamp> {
         .iter()
         .filter(|r| r.state == ReplyState::Held)
         .map(|r| match answered_record(t, r).map(|i| &t.messages[i]) {
-            Some(m) if !m.delivered => m.received() + horizon,
+            Some(m) if !m.delivered => m.received_at + horizon,
             _ => now,
         });
     // Void once every message is past the horizon undelivered.
     let void_at = (t.status != Status::Void && nothing_delivered(t))
-        .then(|| t.messages.iter().map(|m| m.received() + horizon).max())
+        .then(|| t.messages.iter().map(|m| m.received_at + horizon).max())
         .flatten();
     held.chain(void_at).min()
 }
@@ -277,7 +277,7 @@ fn revive(t: &mut Ticket, now: Timestamp) {
 
 fn push_event(t: &mut Ticket, now: Timestamp, event: Event) {
     t.history.push(HistoryEntry {
-        at: now.rfc3339(),
+        at: now,
         by: "ticketgate".into(),
         event,
     });
@@ -300,7 +300,7 @@ mod tests {
                 message_id: None,
                 from: "op@caf.example".into(),
                 subject: "s".into(),
-                received_at: "2026-12-01T10:00:00Z".into(),
+                received_at: at("2026-12-01T10:00:00Z"),
                 attachments: vec![],
                 action: Action::Created,
                 recipients: vec![],

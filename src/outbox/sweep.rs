@@ -74,7 +74,7 @@ impl Outbox {
     async fn sweep_due(&self, now: Timestamp) {
         let due: Vec<String> = {
             let mut watched = self.inner.watched.lock().unwrap_or_else(|p| p.into_inner());
-            let keys: Vec<(String, String)> = watched
+            let keys: Vec<(String, super::Watch)> = watched
                 .iter()
                 .filter(|(_, at)| **at <= now)
                 .map(|(key, _)| key.clone())
@@ -131,7 +131,7 @@ impl Outbox {
                 tracing::error!(ticket = %id, error = %e, "sweep: cannot settle a ticket");
                 // Tried again on the next pass.
                 self.watch_at(
-                    (id.to_string(), String::new()),
+                    (id.to_string(), super::Watch::Ticket),
                     now + Duration::from_secs(60),
                 );
                 None

@@ -13,6 +13,7 @@ mod blobs;
 mod durable;
 pub mod embedded;
 mod error;
+mod replies;
 mod retention;
 mod schema;
 pub use schema::LIST_PAGE;
@@ -28,6 +29,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 pub use self::error::StoreError;
+pub use self::replies::{Backoff, Claim, Finish, ReplyKey};
 use crate::ticket::Ticket;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -52,7 +52,7 @@ fn blobs_in_use(store: &Embedded, cutoff: Timestamp) -> Result<HashSet<String>, 
     let index = store.ticket_index()?;
     for page in index.chunks(LIST_PAGE) {
         for t in store.tickets_of(page)? {
-            if last_activity(&t).is_none_or(|at| at >= cutoff) {
+            if last_activity(&t) >= cutoff {
                 used.extend(blobs_of(&t));
             }
         }
@@ -66,13 +66,12 @@ fn older_than(path: &Path, cutoff: SystemTime) -> bool {
         .is_ok_and(|modified| modified < cutoff)
 }
 
-/// The latest time the ticket shows activity; `None` if none of its times
-/// parses (then it counts as active: the safe side).
-fn last_activity(t: &Ticket) -> Option<Timestamp> {
-    let times = std::iter::once(t.created_at.as_str())
-        .chain(t.messages.iter().map(|m| m.received_at.as_str()))
-        .chain(t.history.iter().map(|h| h.at.as_str()));
-    times.filter_map(Timestamp::parse).max()
+/// The latest time the ticket shows activity.
+fn last_activity(t: &Ticket) -> Timestamp {
+    let times = std::iter::once(t.created_at)
+        .chain(t.messages.iter().map(|m| m.received_at))
+        .chain(t.history.iter().map(|h| h.at));
+    times.max().unwrap_or(t.created_at)
 }
 
 fn blobs_of(t: &Ticket) -> impl Iterator<Item = String> + '_ {

@@ -6,7 +6,7 @@ fn ticket() -> Ticket {
     Ticket {
         id: String::new(),
         helpdesk: "projectpp".into(),
-        created_at: "2026-01-01T00:00:00Z".into(),
+        created_at: "2026-01-01T00:00:00Z".parse().unwrap(),
         ..Ticket::sample("a@example.com")
     }
 }

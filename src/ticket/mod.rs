@@ -51,7 +51,7 @@ impl Status {
     }
 }
 
-/// A point in time, stored as RFC 3339 text.
+/// A point in time, stored as RFC 3339 text (the JSON of DESIGN §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(pub time::OffsetDateTime);
 
@@ -60,7 +60,7 @@ impl Timestamp {
         Timestamp(time::OffsetDateTime::now_utc())
     }
 
-    /// Parses RFC 3339 text (the fields the model keeps as strings).
+    /// Parses RFC 3339 text.
     pub fn parse(text: &str) -> Option<Timestamp> {
         time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
             .ok()
@@ -71,6 +71,24 @@ impl Timestamp {
         self.0
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.rfc3339())
+    }
+}
+
+/// The text is not an RFC 3339 time.
+#[derive(Debug, thiserror::Error)]
+#[error("not an RFC 3339 time: {0}")]
+pub struct BadTimestamp(String);
+
+impl std::str::FromStr for Timestamp {
+    type Err = BadTimestamp;
+    fn from_str(text: &str) -> Result<Timestamp, BadTimestamp> {
+        Timestamp::parse(text).ok_or_else(|| BadTimestamp(text.to_string()))
     }
 }
 
@@ -90,8 +108,7 @@ impl Serialize for Timestamp {
 impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Timestamp, D::Error> {
         let text = String::deserialize(d)?;
-        Timestamp::parse(&text)
-            .ok_or_else(|| serde::de::Error::custom(format!("not an RFC 3339 time: {text}")))
+        text.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -158,8 +175,7 @@ pub struct MessageRecord {
     pub message_id: Option<String>,
     pub from: String,
     pub subject: String,
-    /// RFC 3339.
-    pub received_at: String,
+    pub received_at: Timestamp,
     pub attachments: Vec<AttachmentRecord>,
     pub action: Action,
     pub recipients: Vec<String>,
@@ -178,14 +194,6 @@ pub struct MessageRecord {
     /// Set while the next hop's last answer to it was a refusal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refused: Option<Refusal>,
-}
-
-impl MessageRecord {
-    /// When it first arrived; a record whose time does not parse counts as
-    /// arrived long ago, so it is settled rather than kept for ever.
-    pub fn received(&self) -> Timestamp {
-        Timestamp::parse(&self.received_at).unwrap_or(Timestamp(time::OffsetDateTime::UNIX_EPOCH))
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -229,9 +237,8 @@ pub struct ReplyRecord {
     pub state: ReplyState,
     #[serde(default)]
     pub attempts: u32,
-    /// RFC 3339 time of the next delivery attempt.
     #[serde(default)]
-    pub next_attempt_at: Option<String>,
+    pub next_attempt_at: Option<Timestamp>,
     /// The full rendered message, CRLF line ends.
     #[serde(default)]
     pub raw: String,
@@ -249,7 +256,7 @@ pub struct ReplyRecord {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryEntry {
-    pub at: String,
+    pub at: Timestamp,
     pub by: String,
     pub event: Event,
 }
@@ -268,8 +275,8 @@ pub struct Ticket {
     pub category: Option<Category>,
     pub requester: String,
     pub subject: String,
-    pub created_at: String,
-    pub due_at: Option<String>,
+    pub created_at: Timestamp,
+    pub due_at: Option<Timestamp>,
     pub assignee: Option<String>,
     pub recipients: Vec<String>,
     pub reasons: Vec<ReasonCode>,
@@ -299,7 +306,7 @@ impl Ticket {
             category: None,
             requester: requester.into(),
             subject: "s".into(),
-            created_at: "2026-12-01T10:00:00Z".into(),
+            created_at: "2026-12-01T10:00:00Z".parse().unwrap(),
             due_at: None,
             assignee: None,
             recipients: vec![],
@@ -310,11 +317,4 @@ impl Ticket {
             void: None,
         }
     }
-}
-
-/// Current time as RFC 3339, UTC.
-pub fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }

@@ -112,7 +112,7 @@ pub async fn start_desk_gate_with(
     config.server.listen = "127.0.0.1:0".parse().unwrap();
     config.server.next_hop = ticketgate::config::NextHop::try_from(next_hop.to_string()).unwrap();
     config.server.data_dir = data_dir.path().to_path_buf();
-    config.server.reply_relay = relay;
+    config.server.reply_relay = relay.map(ticketgate::config::ReplyRelay::Smtp);
     config.server.hostname = "gate.test".into();
     config.outbox.retry_initial_secs = 1;
     let control = data_dir.path().join("control.sock");

@@ -33,6 +33,11 @@ pub fn free_port() -> u16 {
 pub struct Running(std::process::Child);
 
 impl Running {
+    /// Takes care of a process started elsewhere (killed when dropped).
+    pub fn adopt(child: std::process::Child) -> Running {
+        Running(child)
+    }
+
     /// SIGKILL: the process gets no chance to flush or clean up.
     pub fn kill_9(&mut self) {
         let _ = self.0.kill();
@@ -104,11 +109,13 @@ pub fn spawn_ticketgate(
         .spawn()
         .expect("start ticketgate");
     for _ in 0..200 {
-        // Someone else's listener on the port is not ours.
         if let Ok(Some(status)) = child.try_wait() {
             panic!("ticketgate exited before listening on {port}: {status}");
         }
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        // Someone else's listener on the port is not ours: a connect that
+        // succeeds proves nothing (another test binary may have got the
+        // same free port), the child's own listening socket does.
+        if listens_on(child.id(), port) && greets(port) {
             return Running(child);
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -116,6 +123,48 @@ pub fn spawn_ticketgate(
     let _ = child.kill();
     let _ = child.wait();
     panic!("ticketgate did not start listening");
+}
+
+/// Whether process `pid` holds a TCP socket listening on `port` (from
+/// /proc: the socket's inode among the process's descriptors).
+pub fn listens_on(pid: u32, port: u16) -> bool {
+    const LISTEN: &str = "0A";
+    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
+        return false;
+    };
+    let inodes: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let local_port = u16::from_str_radix(f.get(1)?.rsplit_once(':')?.1, 16).ok()?;
+            let (state, inode) = (*f.get(3)?, *f.get(9)?);
+            (local_port == port && state == LISTEN).then(|| format!("socket:[{inode}]"))
+        })
+        .collect();
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path())
+            .is_ok_and(|target| inodes.iter().any(|i| target.as_os_str() == i.as_str()))
+    })
+}
+
+/// Whether the listener on `port` answers with an SMTP greeting.
+fn greets(port: u16) -> bool {
+    use std::io::BufRead;
+    let Ok(stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut line = String::new();
+    let greeted = std::io::BufReader::new(&stream)
+        .read_line(&mut line)
+        .is_ok()
+        && line.starts_with("220");
+    let _ = std::io::Write::write_all(&mut &stream, b"QUIT\r\n");
+    greeted
 }
 
 /// `ticketgate tickets list --json` against a running binary.
