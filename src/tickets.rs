@@ -1,5 +1,6 @@
 //! `ticketgate tickets`: a client of the server's control socket.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use ticketgate::config::{Config, ConfigError};
@@ -21,6 +22,8 @@ pub enum TicketsError {
     Runtime(std::io::Error),
     #[error("{0}")]
     Call(#[from] ClientError),
+    #[error("cannot write the output: {0}")]
+    Output(std::io::Error),
     /// The server refused the request; its words.
     #[error("{0}")]
     Refused(String),
@@ -39,8 +42,14 @@ pub fn run(args: TicketsArgs) -> Result<(), TicketsError> {
     match runtime.block_on(control::call(&socket, &request))? {
         Response::Error { error } => Err(TicketsError::Refused(error)),
         response => {
-            print(&response, args.json);
-            Ok(())
+            let mut out = std::io::stdout().lock();
+            match print(&mut out, &response, args.json).and_then(|()| out.flush()) {
+                // A reader that stops reading (`| head`) ends it quietly.
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    Err(TicketsError::Output(e))
+                }
+                _ => Ok(()),
+            }
         }
     }
 }
@@ -80,85 +89,97 @@ fn discoverable_sockets() -> Vec<PathBuf> {
     out
 }
 
-fn print(response: &Response, json: bool) {
+fn print(out: &mut dyn Write, response: &Response, json: bool) -> std::io::Result<()> {
     match response {
-        Response::Tickets { tickets } if json => println!(
+        Response::Tickets { tickets } if json => writeln!(
+            out,
             "{}",
             serde_json::to_string_pretty(tickets).unwrap_or_default()
-        ),
-        Response::Ticket { ticket } if json => println!(
+        )?,
+        Response::Ticket { ticket } if json => writeln!(
+            out,
             "{}",
             serde_json::to_string_pretty(ticket).unwrap_or_default()
-        ),
+        )?,
         Response::Tickets { tickets } => {
             for t in tickets {
-                println!(
+                writeln!(
+                    out,
                     "{:<18} {:<9} {:<14} {:<28} {}",
                     t.id,
                     t.status.as_str(),
                     t.helpdesk,
                     t.queue,
                     t.subject
-                );
+                )?;
             }
         }
-        Response::Ticket { ticket } => print_ticket(ticket),
+        Response::Ticket { ticket } => print_ticket(out, ticket)?,
         // Told by the caller, with the exit code.
         Response::Error { .. } => {}
     }
+    Ok(())
 }
 
-fn print_ticket(t: &Ticket) {
+fn print_ticket(out: &mut dyn Write, t: &Ticket) -> std::io::Result<()> {
     let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
-    println!("{}  [{}]  {}", t.id, t.status.as_str(), t.subject);
-    println!("  helpdesk:  {} / {}", t.helpdesk, t.queue);
-    println!(
+    writeln!(out, "{}  [{}]  {}", t.id, t.status.as_str(), t.subject)?;
+    writeln!(out, "  helpdesk:  {} / {}", t.helpdesk, t.queue)?;
+    writeln!(
+        out,
         "  procedure: {}   sector: {}",
         opt(&t.procedure),
         opt(&t.sector)
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "  urgency:   {}   contract: {}",
         t.urgency.as_str(),
         opt(&t.contract)
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "  severity:  {}   due: {}",
         opt(&t.severity),
         opt(&t.due_at.map(|d| d.to_string()))
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "  requester: {}   assignee: {}",
         t.requester,
         opt(&t.assignee)
-    );
+    )?;
     if let Some(v) = &t.void {
-        println!(
+        writeln!(
+            out,
             "  void:      {} since {} (was {})",
             v.reason,
             v.at,
             v.previous.as_str()
-        );
+        )?;
     }
     for m in &t.messages {
-        println!(
+        writeln!(
+            out,
             "  message  {} {} {:?} {}",
             m.received_at,
             m.action.as_str(),
             m.from,
             m.subject
-        );
+        )?;
     }
     for r in &t.replies {
         let why = r.reason.map(|c| format!(": {c}")).unwrap_or_default();
-        println!(
+        writeln!(
+            out,
             "  reply    {:?} to {} ({}{why})",
             r.kind,
             r.to,
             r.state.as_str()
-        );
+        )?;
     }
     for h in &t.history {
-        println!("  history  {} {}: {}", h.at, h.by, h.event);
+        writeln!(out, "  history  {} {}: {}", h.at, h.by, h.event)?;
     }
+    Ok(())
 }

@@ -4,7 +4,7 @@
 //! store, no reply, nothing sent) and prints it, with a summary.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -20,6 +20,8 @@ pub enum TryError {
     Config(#[from] ConfigError),
     #[error("{0}")]
     Templates(#[from] TemplateError),
+    #[error("cannot write the output: {0}")]
+    Output(std::io::Error),
     #[error("{}: {source}", path.display())]
     Read {
         path: PathBuf,
@@ -44,12 +46,22 @@ pub struct TryRequest {
     pub json: bool,
 }
 
+/// Runs `try`; a reader that stops reading (`| head`) ends it quietly.
 pub fn run(req: TryRequest) -> Result<(), TryError> {
+    match preview_all(&req) {
+        Err(TryError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        done => done,
+    }
+}
+
+fn preview_all(req: &TryRequest) -> Result<(), TryError> {
     let config = Config::load(&req.config)?;
     let templates = Templates::load(&config.templates_dir())?;
     let cap = config.limits.max_message_size;
     let loaded = Loaded::new(Arc::new(config), templates);
     let mut summary = Summary::default();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
     for path in &req.paths {
         for_each_message(path, cap, &mut |source, raw| {
             let raw = crlf(raw);
@@ -64,14 +76,14 @@ pub fn run(req: TryRequest) -> Result<(), TryError> {
                 raw: &raw,
             };
             let p = preview(&loaded, &incoming);
-            print_one(&source, &p, req.json);
             summary.add(&p);
+            print_one(&mut out, &source, &p, req.json).map_err(TryError::Output)
         })?;
     }
     if !req.json {
-        summary.print();
+        summary.print(&mut out).map_err(TryError::Output)?;
     }
-    Ok(())
+    out.flush().map_err(TryError::Output)
 }
 
 /// Calls `each` with (where it came from, bytes) for every message under
@@ -81,7 +93,7 @@ pub fn run(req: TryRequest) -> Result<(), TryError> {
 fn for_each_message(
     path: &Path,
     cap: u64,
-    each: &mut dyn FnMut(String, Vec<u8>),
+    each: &mut dyn FnMut(String, Vec<u8>) -> Result<(), TryError>,
 ) -> Result<(), TryError> {
     if path.is_dir() {
         let maildir = path.join("cur").is_dir() || path.join("new").is_dir();
@@ -114,7 +126,7 @@ fn sorted_files(dir: &Path) -> Result<Vec<PathBuf>, TryError> {
 fn for_each_in_file(
     path: &Path,
     cap: u64,
-    each: &mut dyn FnMut(String, Vec<u8>),
+    each: &mut dyn FnMut(String, Vec<u8>) -> Result<(), TryError>,
 ) -> Result<(), TryError> {
     let file = std::fs::File::open(path).map_err(read_error(path))?;
     let mut reader = BufReader::new(file);
@@ -130,8 +142,7 @@ fn for_each_in_file(
         .take(cap.saturating_add(1))
         .read_to_end(&mut raw)
         .map_err(read_error(path))?;
-    each(path.display().to_string(), raw);
-    Ok(())
+    each(path.display().to_string(), raw)
 }
 
 /// An mbox, a message at a time (mboxrd: `>From ` lines lose one `>`); a
@@ -140,7 +151,7 @@ fn read_mbox(
     path: &Path,
     mut reader: impl BufRead,
     cap: u64,
-    each: &mut dyn FnMut(String, Vec<u8>),
+    each: &mut dyn FnMut(String, Vec<u8>) -> Result<(), TryError>,
 ) -> Result<(), TryError> {
     let (mut line, mut current, mut index) = (Vec::new(), None::<Vec<u8>>, 0usize);
     let cap = usize::try_from(cap.saturating_add(1)).unwrap_or(usize::MAX);
@@ -150,7 +161,7 @@ fn read_mbox(
         if n == 0 || line.starts_with(b"From ") {
             if let Some(message) = current.take() {
                 index += 1;
-                each(format!("{}#{index}", path.display()), message);
+                each(format!("{}#{index}", path.display()), message)?;
             }
             if n == 0 {
                 return Ok(());
@@ -296,54 +307,82 @@ fn addresses(value: &str) -> Vec<String> {
         .collect()
 }
 
-fn print_one(source: &str, p: &Preview, json: bool) {
+fn print_one(out: &mut dyn Write, source: &str, p: &Preview, json: bool) -> std::io::Result<()> {
     if json {
         let mut value = serde_json::to_value(p).unwrap_or_default();
         if let Some(object) = value.as_object_mut() {
             object.insert("source".into(), source.into());
         }
-        println!("{value}");
-        return;
+        writeln!(out, "{value}")?;
+        return Ok(());
     }
-    println!("{source}");
-    println!(
+    writeln!(out, "{source}")?;
+    writeln!(
+        out,
         "  {} {:?} from {} to {}",
         p.message_id.as_deref().unwrap_or("(no Message-ID)"),
         p.subject,
         or_dash(&p.envelope_from),
         p.recipients.join(", ")
-    );
+    )?;
     match p.outcome {
-        PreviewOutcome::Pass => println!("  passes through untouched (no helpdesk recipient)"),
-        PreviewOutcome::Refused => println!("  refused: {}", p.refusal.as_deref().unwrap_or("")),
-        PreviewOutcome::Ticket => p.tickets.iter().for_each(print_desk),
+        PreviewOutcome::Pass => {
+            writeln!(out, "  passes through untouched (no helpdesk recipient)")?
+        }
+        PreviewOutcome::Refused => {
+            writeln!(out, "  refused: {}", p.refusal.as_deref().unwrap_or(""))?
+        }
+        PreviewOutcome::Ticket => {
+            for t in &p.tickets {
+                print_desk(out, t)?;
+            }
+        }
     }
+    Ok(())
 }
 
-fn print_desk(t: &ticketgate::desk::preview::DeskPreview) {
+fn print_desk(
+    out: &mut dyn Write,
+    t: &ticketgate::desk::preview::DeskPreview,
+) -> std::io::Result<()> {
     let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
+    let status = t.status.as_str();
     let what = match &t.followup_of {
-        Some(id) => format!("follow-up of {id} (a new ticket if it does not exist)"),
-        None => format!("new ticket, {}", t.status.as_str()),
+        Some(id) => format!("follow-up of {id} if it exists, else a new ticket ({status})"),
+        None => format!("new ticket, {status}"),
     };
-    println!("  {} / {}: {what}", t.helpdesk, t.queue);
-    println!(
+    writeln!(out, "  {} / {}: {what}", t.helpdesk, t.queue)?;
+    writeln!(
+        out,
         "    procedure {}  sector {}  urgency {}  contract {}",
         opt(&t.procedure),
         opt(&t.sector),
         t.urgency.as_str(),
         opt(&t.contract)
-    );
+    )?;
     if let Some(command) = t.command {
-        println!("    asks to {command:?} (only the authenticated requester can)");
+        let word = match command {
+            ticketgate::classify::MailCommand::Close => "close",
+            ticketgate::classify::MailCommand::Reopen => "reopen",
+        };
+        writeln!(
+            out,
+            "    asks to {word} it: done only if the sender is its authenticated requester"
+        )?;
     }
+    let new = if t.followup_of.is_some() {
+        " (as a new ticket)"
+    } else {
+        ""
+    };
     match (&t.reply_to, t.no_reply) {
-        (_, Some(why)) => println!("    no automatic reply: {why}"),
-        (Some(to), None) => println!("    confirmation to {to}"),
+        (_, Some(why)) => writeln!(out, "    no automatic reply: {why}")?,
+        (Some(to), None) => writeln!(out, "    confirmation to {to}{new}")?,
         (None, None) => {}
     }
     let reasons: Vec<&str> = t.reasons.iter().map(|r| r.as_str()).collect();
-    println!("    reasons: {}", reasons.join(" "));
+    writeln!(out, "    reasons: {}", reasons.join(" "))?;
+    Ok(())
 }
 
 fn or_dash(s: &str) -> &str {
@@ -383,25 +422,31 @@ impl Summary {
         }
     }
 
-    fn print(&self) {
-        println!();
-        println!(
+    fn print(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        writeln!(out)?;
+        writeln!(
+            out,
             "{} messages: {} ticketed, {} passed through, {} refused",
             self.messages,
             self.messages - self.passed - self.refused,
             self.passed,
             self.refused
-        );
+        )?;
         if self.desks.is_empty() {
-            return;
+            return Ok(());
         }
-        println!(
+        writeln!(
+            out,
             "{:<18} {:<28} {:>5} {:>9} {:>9} {:>8}",
             "helpdesk", "queue", "open", "suspended", "follow-up", "no reply"
-        );
+        )?;
         for ((desk, queue), [open, suspended, followups, silent]) in &self.desks {
-            println!("{desk:<18} {queue:<28} {open:>5} {suspended:>9} {followups:>9} {silent:>8}");
+            writeln!(
+                out,
+                "{desk:<18} {queue:<28} {open:>5} {suspended:>9} {followups:>9} {silent:>8}"
+            )?;
         }
+        Ok(())
     }
 }
 
@@ -414,7 +459,8 @@ mod tests {
         let mbox = b"From a@b Mon Jan  1 00:00:00 2026\nSubject: one\n\n>From here\n>>From there\n\nFrom c@d Mon Jan  1 00:00:00 2026\nSubject: two\n\nbody\n";
         let mut got = Vec::new();
         read_mbox(Path::new("m"), &mbox[..], 1 << 20, &mut |s, raw| {
-            got.push((s, raw))
+            got.push((s, raw));
+            Ok(())
         })
         .unwrap();
         assert_eq!(got.len(), 2);
@@ -430,7 +476,8 @@ mod tests {
         mbox.extend_from_slice(b"\nFrom c@d x\nSubject: small\n\nok\n");
         let mut sizes = Vec::new();
         read_mbox(Path::new("m"), &mbox[..], 1000, &mut |_, raw| {
-            sizes.push(raw.len())
+            sizes.push(raw.len());
+            Ok(())
         })
         .unwrap();
         assert_eq!(sizes, vec![1001, b"Subject: small\n\nok\n".len()]);

@@ -160,3 +160,36 @@ fn version_prints_the_package_version() {
         format!("ticketgate {}", env!("CARGO_PKG_VERSION"))
     );
 }
+
+/// `ticketgate try ... | head` once panicked on the closed pipe
+/// ("failed printing to stdout: Broken pipe").
+#[test]
+fn try_piped_into_head_ends_quietly_instead_of_panicking() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let mbox = dir.path().join("big.mbox");
+    let one = std::fs::read_to_string(repo_path("tests/fixtures/corpus/03-sis-730.eml")).unwrap();
+    let mut text = String::new();
+    for _ in 0..3000 {
+        text.push_str("From archive@example Mon Mar  2 09:00:00 2026\n");
+        text.push_str(&one);
+        text.push('\n');
+    }
+    std::fs::write(&mbox, text).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ticketgate"))
+        .arg("try")
+        .arg("--config")
+        .arg(repo_path("config/ticketgate.toml"))
+        .arg(&mbox)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 100];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    // The reader is gone: the rest of ~1 MB of output meets a closed pipe.
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
