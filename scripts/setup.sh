@@ -7,8 +7,9 @@ need=()
 want_pkgs=(libclang-dev clang pkg-config)
 if [[ "${1:-}" == "--test" ]]; then
     # postfix brings smtp-source and smtp-sink; swaks drives the e2e tests;
-    # tests/postfix/run.sh also uses python3 and ss (iproute2).
-    want_pkgs+=(postfix swaks python3 iproute2)
+    # tests/postfix/run.sh also uses python3 and ss (iproute2); prometheus
+    # brings promtool, which checks the shipped alert rules.
+    want_pkgs+=(postfix swaks python3 iproute2 prometheus)
 fi
 for p in "${want_pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")

@@ -3,6 +3,7 @@
 //! starts the outbox, the service, the control socket and the listeners
 //! and returns a [`Running`]; [`Running::stop`] drains the listeners.
 
+pub mod health;
 pub mod signals;
 
 use std::net::SocketAddr;
@@ -109,8 +110,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             path: control.clone(),
             source,
         })?;
+    let health = Arc::new(health::Health {
+        config: config.clone(),
+        store: service.store().clone(),
+    });
+    watch_health(&config, &health, &service, &mut background);
     if let Some(addr) = config.metrics.listen {
-        let task = crate::metrics::serve(addr)
+        let task = crate::metrics::serve(addr, health.clone())
             .await
             .map_err(|source| StartError::Metrics { addr, source })?;
         tracing::info!(%addr, "metrics on http://{addr}/metrics");
@@ -135,6 +141,26 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     };
     tracing::info!("ticketgate ready");
     Ok(running)
+}
+
+/// The settings the alert rules compare with, and the sampler of the
+/// readiness, backlog and ticket gauges.
+fn watch_health(
+    config: &Config,
+    health: &Arc<health::Health>,
+    service: &Arc<Service>,
+    background: &mut Vec<JoinHandle<()>>,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let m = &crate::metrics::METRICS;
+    m.data_timeout_secs
+        .store(config.limits.data_timeout_secs, Relaxed);
+    m.settle_horizon_secs
+        .store(config.outbox.settle_horizon_secs, Relaxed);
+    background.push(tokio::spawn(health::sample(
+        health.clone(),
+        service.clone(),
+    )));
 }
 
 /// The signer, templates, outbox and the service over them.

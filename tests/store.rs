@@ -235,6 +235,33 @@ async fn invalid_prefix_or_year_is_refused() {
     store.close().await;
 }
 
+/// Readiness asks the store for a durable write; a closed store says no.
+#[tokio::test]
+async fn probe_is_a_durable_write_and_a_closed_store_refuses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(dir.path()).unwrap();
+    store.probe().await.expect("an open store takes the probe");
+    store.probe().await.expect("and takes it again");
+    let t = store
+        .submit(create("PP", 2026, "after probes", None))
+        .await
+        .unwrap();
+    // The probe is no ticket and uses no ticket number.
+    assert_eq!(t.ticket().id, "PP-2026-000001");
+    assert_eq!(store.list().unwrap().len(), 1);
+    let other = store.clone();
+    store.close().await;
+    assert!(matches!(
+        other.probe().await,
+        Err(StoreError::Unavailable(_))
+    ));
+    drop(other);
+    // Reopened, the probe record is no ticket either.
+    let store = open_store(dir.path()).unwrap();
+    assert_eq!(store.list().unwrap().len(), 1);
+    store.probe().await.unwrap();
+}
+
 #[tokio::test]
 async fn same_dedupe_key_twice_is_one_ticket() {
     let dir = tempfile::tempdir().unwrap();

@@ -133,6 +133,12 @@ impl Refusal {
     }
 }
 
+/// A cap hit: counted, and one log line with its reason code.
+fn note_cap(session: &str, cap: ReasonCode) {
+    METRICS.cap(cap);
+    tracing::warn!(session, reason = cap.as_str(), "cap hit");
+}
+
 /// Each ticket says which forged fields the message came with.
 fn note_forged(outcome: &mut Outcome, cuts: &tag::HeaderCuts) {
     for t in &mut outcome.tickets {
@@ -343,6 +349,13 @@ impl Pipeline {
         if !complete {
             mail.reasons.push(ReasonCode::ParseTooLarge);
         }
+        for cap in mail
+            .reasons
+            .iter()
+            .filter(|r| r.as_str().starts_with("cap."))
+        {
+            note_cap(envelope.session, *cap);
+        }
         Ok(Read {
             bytes,
             mail,
@@ -364,7 +377,11 @@ impl Pipeline {
         let total = config.limits.parse_memory_bytes.div_ceil(BUDGET_UNIT);
         let units = units.min(total).min(u32::MAX as usize) as u32;
         let wait = self.parse_budget.clone().acquire_many_owned(units);
-        match tokio::time::timeout(config.limits.data_timeout(), wait).await {
+        let started = std::time::Instant::now();
+        METRICS.parse_waiting();
+        let waited = tokio::time::timeout(config.limits.data_timeout(), wait).await;
+        METRICS.parse_waited(started.elapsed());
+        match waited {
             Ok(Ok(permit)) => Ok(permit),
             Ok(Err(_)) => Err(Refusal::LocalError),
             Err(_) => {
@@ -495,8 +512,9 @@ impl TicketCaps {
     /// message record (or its attachment list) is not kept, and the
     /// ticket says so once. The message itself is still forwarded, and its
     /// command, if any, has been applied.
-    fn enforce(&self, t: &mut Ticket) {
+    fn enforce(&self, t: &mut Ticket, session: &str) {
         let note = |t: &mut Ticket, reason: ReasonCode| {
+            note_cap(session, reason);
             if !t.reasons.contains(&reason) {
                 t.reasons.push(reason);
             }
@@ -554,7 +572,7 @@ async fn append_followup(
             if let Some(notice) = transitions::apply_followup(t, followup.clone()) {
                 drafter.add(t, notice);
             }
-            caps.enforce(t);
+            caps.enforce(t, input.envelope.session);
             Ok(())
         })
         .await

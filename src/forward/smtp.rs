@@ -53,6 +53,7 @@ impl SmtpHop {
                 reason: greeting.summary(),
             });
         }
+        crate::metrics::METRICS.next_hop_seen();
         hop.ehlo(helo).await?;
         Ok(hop)
     }

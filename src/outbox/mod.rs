@@ -20,7 +20,7 @@ pub mod render;
 pub mod settle;
 mod sweep;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -50,13 +50,23 @@ struct Inner {
     store: TicketStore,
     relay: Relay,
     config: OutboxConfig,
-    pending: Mutex<BTreeSet<Key>>,
+    /// Queued replies, with when this process first saw each queued.
+    pending: Mutex<BTreeMap<Key, Timestamp>>,
     wake: Notify,
     limiter: Arc<RateLimiter>,
     /// What the sweep looks at, and when.
     watched: Mutex<BTreeMap<(String, Watch), Timestamp>>,
     /// Answers of the next hop that could not be recorded when they came.
     unrecorded: Mutex<Vec<sweep::Unrecorded>>,
+}
+
+/// The outbox's backlog (`Outbox::backlog`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backlog {
+    pub queued: usize,
+    pub oldest_queued: Duration,
+    pub held: usize,
+    pub oldest_held: Duration,
 }
 
 /// What of a ticket the sweep watches.
@@ -132,7 +142,7 @@ impl Outbox {
                 relay: Relay::new(relay, hostname),
                 limiter: Arc::new(RateLimiter::new(config.rate_limit_per_hour)),
                 config,
-                pending: Mutex::new(BTreeSet::new()),
+                pending: Mutex::new(BTreeMap::new()),
                 wake: Notify::new(),
                 watched: Mutex::new(BTreeMap::new()),
                 unrecorded: Mutex::new(Vec::new()),
@@ -144,6 +154,30 @@ impl Outbox {
         let sweeper = outbox.clone();
         tokio::spawn(async move { sweeper.run_sweep().await });
         outbox
+    }
+
+    /// What waits, for the gauges: queued replies (since this process saw
+    /// them queued) and messages whose replies are held for the next hop's
+    /// answer.
+    pub fn backlog(&self) -> Backlog {
+        let now = Timestamp::now();
+        let age = |since: Timestamp| Duration::try_from(now.0 - since.0).unwrap_or_default();
+        let pending = self.inner.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let (queued, oldest_queued) = (pending.len(), pending.values().min().copied());
+        drop(pending);
+        let horizon = self.horizon();
+        let watched = self.inner.watched.lock().unwrap_or_else(|p| p.into_inner());
+        let held: Vec<Timestamp> = watched
+            .iter()
+            .filter(|((_, w), _)| matches!(w, Watch::Message(_)))
+            .map(|(_, at)| Timestamp(at.0 - horizon))
+            .collect();
+        Backlog {
+            queued,
+            oldest_queued: oldest_queued.map(age).unwrap_or_default(),
+            held: held.len(),
+            oldest_held: held.into_iter().min().map(age).unwrap_or_default(),
+        }
     }
 
     /// The reply budget, taken when a reply is released.
@@ -218,10 +252,11 @@ impl Outbox {
         let mut pending = self.inner.pending.lock().unwrap_or_else(|p| p.into_inner());
         for r in &ticket.replies {
             if r.state == ReplyState::Queued {
-                pending.insert(ReplyKey {
+                let key = ReplyKey {
                     ticket: ticket.id.clone(),
                     message_id: r.message_id.clone(),
-                });
+                };
+                pending.entry(key).or_insert_with(Timestamp::now);
             }
         }
         drop(pending);
@@ -248,7 +283,7 @@ impl Outbox {
             .pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .iter()
+            .keys()
             .cloned()
             .collect();
         let now = Timestamp::now();

@@ -179,6 +179,19 @@ impl Backend for Embedded {
     /// Stops the writer after the changes queued before this call and
     /// waits for it. Once the last handle is dropped the database is closed
     /// (and the directory may be opened again).
+    fn probe(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let gone = || StoreError::Unavailable("store writer is gone".into());
+            let (reply, answer) = oneshot::channel();
+            self.inner
+                .tx
+                .send(Msg::Probe(reply))
+                .await
+                .map_err(|_| gone())?;
+            answer.await.map_err(|_| gone())?
+        })
+    }
+
     fn close(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             let (ack, done) = oneshot::channel();

@@ -54,6 +54,9 @@ pub trait Backend: Send + Sync + 'static {
     /// Removes the blobs older than `retention` that no ticket active
     /// since then refers to; returns how many.
     fn sweep_blobs(&self, now: SystemTime, retention: Duration) -> Result<usize, StoreError>;
+    /// A durable write of a probe record, as a change would be: `Ok` once
+    /// it is committed. Readiness asks this.
+    fn probe(&self) -> BoxFuture<'_, Result<(), StoreError>>;
     /// Finishes what was submitted before and stops taking changes.
     fn close(&self) -> BoxFuture<'_, ()>;
 }
@@ -252,6 +255,11 @@ impl TicketStore {
     /// Removes the blobs past their retention (see [`Backend::sweep_blobs`]).
     pub fn sweep_blobs(&self, now: SystemTime, retention: Duration) -> Result<usize, StoreError> {
         self.backend.sweep_blobs(now, retention)
+    }
+
+    /// Whether the store takes a durable write now.
+    pub async fn probe(&self) -> Result<(), StoreError> {
+        self.backend.probe().await
     }
 
     /// Stops the backend after the changes submitted before this call and

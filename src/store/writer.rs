@@ -23,6 +23,11 @@ use super::durable::sync_wal;
 use super::error::StoreError;
 use super::schema::{Reader, encode_ticket, hash_dedupe_key, string_value};
 use super::{Change, Outcome};
+use crate::metrics::METRICS;
+
+/// The counter readiness probes write; no ticket counter is named so
+/// (those are `PREFIX-YEAR`).
+const PROBE_KEY: &str = "probe";
 
 /// Most changes made durable by one fsync.
 pub(crate) const MAX_GROUP: usize = 256;
@@ -33,6 +38,9 @@ pub(crate) type Reply = oneshot::Sender<Result<Outcome, StoreError>>;
 
 pub(crate) enum Msg {
     Change(Box<Change>, Reply),
+    /// A durable write of nothing that matters (the probe counter), for
+    /// readiness: answered once it is synced like any change.
+    Probe(oneshot::Sender<Result<(), StoreError>>),
     /// Finish what is queued before this message, then stop and release the database.
     Close(oneshot::Sender<()>),
 }
@@ -97,6 +105,9 @@ impl Writer {
                 Msg::Change(_, reply) => {
                     let _ = reply.send(Err(StoreError::Unavailable("store closed".into())));
                 }
+                Msg::Probe(reply) => {
+                    let _ = reply.send(Err(StoreError::Unavailable("store closed".into())));
+                }
                 Msg::Close(ack) => {
                     let _ = ack.send(());
                 }
@@ -112,7 +123,9 @@ impl Writer {
     /// submitter; a change after a close in the group is refused.
     fn commit_group(&mut self, group: Vec<Msg>, close_ack: &mut Option<oneshot::Sender<()>>) {
         let mut done = Vec::with_capacity(group.len());
+        let mut probes = Vec::new();
         let mut dirty = false;
+        let started = std::time::Instant::now();
         for msg in group {
             match msg {
                 Msg::Close(ack) => {
@@ -123,10 +136,14 @@ impl Writer {
                 Msg::Change(_, reply) if close_ack.is_some() => {
                     let _ = reply.send(Err(StoreError::Unavailable("store closed".into())));
                 }
+                Msg::Probe(reply) if close_ack.is_some() => {
+                    let _ = reply.send(Err(StoreError::Unavailable("store closed".into())));
+                }
                 Msg::Change(change, reply) => {
                     let result = self.apply_guarded(*change, &mut dirty);
                     done.push(Done { reply, result });
                 }
+                Msg::Probe(reply) => probes.push((reply, self.write_probe(&mut dirty))),
             }
         }
         if dirty && self.poisoned.is_none() {
@@ -134,14 +151,38 @@ impl Writer {
             if let Err(e) = sync_wal(&self.db_dir) {
                 self.poisoned = Some(format!("fsync of the write-ahead log failed: {e}"));
             }
+            METRICS.store_commit(started.elapsed());
         }
         for Done { reply, result } in done {
-            let result = match &self.poisoned {
-                Some(why) => Err(StoreError::Unavailable(why.clone())),
-                None => result,
-            };
-            let _ = reply.send(result);
+            let _ = reply.send(self.unless_poisoned(result));
         }
+        for (reply, result) in probes {
+            let _ = reply.send(self.unless_poisoned(result));
+        }
+    }
+
+    /// A group whose sync failed answers every member with that failure.
+    fn unless_poisoned<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        match &self.poisoned {
+            Some(why) => Err(StoreError::Unavailable(why.clone())),
+            None => result,
+        }
+    }
+
+    /// Writes the probe counter (the time, in seconds) in this group.
+    fn write_probe(&mut self, dirty: &mut bool) -> Result<(), StoreError> {
+        if let Some(why) = &self.poisoned {
+            return Err(StoreError::Unavailable(why.clone()));
+        }
+        let existing = self.counters.get(PROBE_KEY).copied();
+        let vertex = existing.map_or_else(Uuid::new_v4, |(v, _)| v);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let items = self.counter_items(vertex, existing.is_none(), PROBE_KEY, now);
+        self.write(items, dirty)?;
+        self.counters.insert(PROBE_KEY.to_string(), (vertex, now));
+        Ok(())
     }
 
     /// Applies one change; a panic anywhere inside becomes an error answer.

@@ -1,0 +1,93 @@
+//! Health and readiness for systemd and load balancers: `GET /healthz`
+//! answers while the process serves; `GET /readyz` is 200 only when the
+//! store took a durable write, the next hop answers and the spool takes a
+//! file, and 503 naming the part that failed otherwise; the gauges the
+//! alert rules read follow the check. One test: the gauges are one
+//! process's, so the two servers run one after the other.
+
+mod common;
+
+use common::*;
+
+async fn http_get(addr: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+fn gauge(metrics: &str, name: &str) -> Option<String> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")).map(str::to_string))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_is_200_when_every_part_answers_and_503_naming_the_one_that_does_not() {
+    let hop = Sink::start(SinkBehaviour::default()).await;
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let listen = metrics.parse().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let dg = start_desk_gate_with(&hop.addr.to_string(), None, data, |c| {
+        c.metrics.listen = Some(listen)
+    })
+    .await;
+    let health = http_get(&metrics, "/healthz").await;
+    assert!(
+        health.starts_with("HTTP/1.1 200") && health.ends_with("ok\n"),
+        "{health}"
+    );
+    let ready = http_get(&metrics, "/readyz").await;
+    assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
+    for part in [
+        "ok store: took a durable write",
+        "ok next_hop:",
+        "ok spool:",
+    ] {
+        assert!(ready.contains(part), "{part}: {ready}");
+    }
+    let scraped = http_get(&metrics, "/metrics").await;
+    assert_eq!(gauge(&scraped, "ticketgate_ready").as_deref(), Some("1"));
+    assert_eq!(
+        gauge(&scraped, "ticketgate_store_writable").as_deref(),
+        Some("1")
+    );
+    assert!(
+        scraped.contains(&format!(
+            "ticketgate_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{scraped}"
+    );
+    dg.gate.stop().await;
+
+    // The next hop is down (nothing listens there) and has not taken a
+    // connection: not ready, and the answer says which part.
+    let down = format!("127.0.0.1:{}", free_port());
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let listen = metrics.parse().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let dg = start_desk_gate_with(&down, None, data, |c| c.metrics.listen = Some(listen)).await;
+    let ready = http_get(&metrics, "/readyz").await;
+    assert!(ready.starts_with("HTTP/1.1 503"), "{ready}");
+    assert!(
+        ready.contains(&format!("FAIL next_hop: {down}: ")),
+        "{ready}"
+    );
+    assert!(ready.contains("ok store:"), "{ready}");
+    let scraped = http_get(&metrics, "/metrics").await;
+    assert_eq!(gauge(&scraped, "ticketgate_ready").as_deref(), Some("0"));
+    assert_eq!(
+        gauge(&scraped, "ticketgate_next_hop_reachable").as_deref(),
+        Some("0")
+    );
+    assert_eq!(
+        gauge(&scraped, "ticketgate_store_writable").as_deref(),
+        Some("1")
+    );
+    dg.gate.stop().await;
+}
