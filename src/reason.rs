@@ -104,6 +104,20 @@ reasons! {
     ReplySuppressedDmarcReport => "reply.suppressed_dmarc_report",
     ReplySuppressedRobotSender => "reply.suppressed_robot_sender",
     ReplySuppressedSpfFail => "reply.suppressed_spf_fail",
+    // What an SMTP refusal (4xx or 5xx, ours or the next hop's) was, by
+    // its enhanced status code (RFC 3463): the `reason` of its log line.
+    RefusedProtocol => "refused.protocol",
+    RefusedAddress => "refused.address",
+    RefusedMailbox => "refused.mailbox",
+    RefusedSize => "refused.size",
+    RefusedRecipients => "refused.recipients",
+    RefusedContent => "refused.content",
+    RefusedPolicy => "refused.policy",
+    RefusedTimeout => "refused.timeout",
+    RefusedBusy => "refused.busy",
+    RefusedLocal => "refused.local",
+    RefusedNetwork => "refused.network",
+    RefusedOther => "refused.other",
 }
 
 impl std::fmt::Display for ReasonCode {

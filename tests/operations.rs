@@ -199,3 +199,86 @@ async fn metrics_endpoint_and_counters_log_count_what_happened() {
     assert_eq!(v["created"], 1);
     assert_eq!(v["passed"], 1);
 }
+
+/// The JSON log lines of `log` whose message is `message`.
+fn logged(log: &std::path::Path, message: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["fields"]["message"] == message || v["message"] == message)
+        .collect()
+}
+
+fn field<'a>(v: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    if v["fields"].is_object() {
+        &v["fields"][name]
+    } else {
+        &v[name]
+    }
+}
+
+/// Every refusal and every cap hit is one log line with its reason code and
+/// the session id; the caps are counted on /metrics too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_and_a_cap_hit_each_log_one_line_with_reason_and_session() {
+    let sink = Sink::start(SinkBehaviour::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let metrics_addr = format!("127.0.0.1:{}", free_port());
+    let config = dir.path().join("ticketgate.toml");
+    let shipped = std::fs::read_to_string(repo_path("config/ticketgate.toml")).unwrap();
+    let with_metrics = shipped.replace(
+        "# listen = \"127.0.0.1:9325\"",
+        &format!("listen = \"{metrics_addr}\""),
+    );
+    std::fs::write(&config, with_metrics).unwrap();
+    let (data, log, port) = (dir.path().join("data"), dir.path().join("log"), free_port());
+    let _gate = spawn_ticketgate(
+        &config,
+        port,
+        &sink.addr.to_string(),
+        &data,
+        &["--log-format", "json"],
+        Some(&log),
+    );
+    let mut c = Client::connect(([127, 0, 0, 1], port).into()).await;
+    c.cmd("EHLO x", 250).await;
+    c.cmd("MAIL FROM:<op@caf.example>", 250).await;
+    c.cmd("RCPT TO:<no domain@>", 501).await;
+    // 1,500 parts, over the shipped max_mime_parts of 1,000.
+    let mut body = String::from(
+        "From: op@caf.example\r\nTo: nuovocaso@projectpp.it\r\nSubject: Registro IVA bloccato\r\nMessage-ID: <parts@caf.example>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n",
+    );
+    for i in 0..1500 {
+        body.push_str(&format!(
+            "--b\r\nContent-Type: text/plain\r\n\r\nparte {i}\r\n"
+        ));
+    }
+    body.push_str("--b--\r\n");
+    c.cmd("RCPT TO:<nuovocaso@projectpp.it>", 250).await;
+    c.cmd("DATA", 354).await;
+    c.send(&wire(body.as_bytes())).await;
+    c.expect(250).await;
+    c.cmd("QUIT", 221).await;
+    let mut refused = Vec::new();
+    for _ in 0..50 {
+        refused = logged(&log, "refused");
+        if !refused.is_empty() && !logged(&log, "cap hit").is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(field(&refused[0], "reason"), "refused.address");
+    let session = field(&refused[0], "session").as_str().unwrap().to_string();
+    assert!(!session.is_empty());
+    let caps = logged(&log, "cap hit");
+    assert_eq!(caps.len(), 1, "{caps:?}");
+    assert_eq!(field(&caps[0], "reason"), "cap.mime_parts");
+    assert_eq!(field(&caps[0], "session"), session.as_str());
+    let text = http_get(&metrics_addr, "/metrics").await;
+    assert!(
+        text.contains("ticketgate_caps_total{reason=\"cap.mime_parts\"} 1\n"),
+        "{text}"
+    );
+}

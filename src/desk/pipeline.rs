@@ -905,6 +905,7 @@ pub fn log_message(
         reasons = %o.reasons(),
         queue_id = queue_id.unwrap_or(""),
         next_hop_reply = %reply.summary(),
+        refusal = reply.refusal_reason().map_or("", |r| r.as_str()),
         duration_ms = started.elapsed().as_millis() as u64,
         "message"
     );
@@ -919,6 +920,7 @@ pub fn log_refused(envelope: &Envelope<'_>, reply: &Reply, started: std::time::I
         client = envelope.client.addr.as_deref().unwrap_or(""),
         from = envelope.from,
         rcpts = %envelope.rcpts.join(","),
+        reason = reply.refusal_reason().map_or("", |r| r.as_str()),
         reply = %reply.summary(),
         duration_ms = started.elapsed().as_millis() as u64,
         "message refused"

@@ -154,7 +154,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
     }
 
+    /// Queues a reply; a refusal gets its log line here, with its reason.
     pub(super) fn reply(&mut self, reply: Reply) {
+        if let Some(reason) = reply.refusal_reason() {
+            tracing::info!(
+                target: "ticketgate::refusal",
+                session = %self.id,
+                client = self.client.addr.as_deref().unwrap_or(""),
+                reason = reason.as_str(),
+                reply = %reply.summary(),
+                "refused"
+            );
+        }
+        self.reply_logged(reply);
+    }
+
+    /// Queues a reply whose message summary line already told the logs.
+    pub(super) fn reply_logged(&mut self, reply: Reply) {
         self.io.queue(reply.to_wire().as_bytes());
     }
 

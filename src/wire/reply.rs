@@ -2,6 +2,8 @@
 
 use std::fmt::Write as _;
 
+use crate::reason::ReasonCode;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
     pub code: u16,
@@ -25,6 +27,31 @@ impl Reply {
             enhanced: enhanced.to_string(),
             lines,
         }
+    }
+
+    /// What a refusal was, by its enhanced status code; `None` for a
+    /// positive reply.
+    pub fn refusal_reason(&self) -> Option<ReasonCode> {
+        if self.code < 400 {
+            return None;
+        }
+        let mut parts = self.enhanced.split('.').skip(1);
+        let (subject, detail) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        Some(match (subject, detail) {
+            ("1", _) => ReasonCode::RefusedAddress,
+            ("2", "2") | ("3", "4") => ReasonCode::RefusedSize,
+            ("2", _) => ReasonCode::RefusedMailbox,
+            ("5", "3") | ("4", "5") => ReasonCode::RefusedRecipients,
+            ("5", _) => ReasonCode::RefusedProtocol,
+            ("6", _) => ReasonCode::RefusedContent,
+            ("7", _) if self.code == 421 => ReasonCode::RefusedBusy,
+            ("7", _) => ReasonCode::RefusedPolicy,
+            ("4", "2") | ("4", "7") => ReasonCode::RefusedTimeout,
+            ("4", _) => ReasonCode::RefusedNetwork,
+            ("3", "2") => ReasonCode::RefusedBusy,
+            ("3", _) => ReasonCode::RefusedLocal,
+            _ => ReasonCode::RefusedOther,
+        })
     }
 
     pub fn is_positive(&self) -> bool {
@@ -111,6 +138,31 @@ fn default_enhanced(code: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refusal_is_named_by_its_enhanced_code() {
+        let table = [
+            (250, "2.0.0", None),
+            (501, "5.1.3", Some(ReasonCode::RefusedAddress)),
+            (550, "5.1.1", Some(ReasonCode::RefusedAddress)),
+            (552, "5.3.4", Some(ReasonCode::RefusedSize)),
+            (452, "4.5.3", Some(ReasonCode::RefusedRecipients)),
+            (500, "5.5.1", Some(ReasonCode::RefusedProtocol)),
+            (554, "5.6.0", Some(ReasonCode::RefusedContent)),
+            (550, "5.7.0", Some(ReasonCode::RefusedPolicy)),
+            (421, "4.7.0", Some(ReasonCode::RefusedBusy)),
+            (421, "4.4.2", Some(ReasonCode::RefusedTimeout)),
+            (451, "4.4.1", Some(ReasonCode::RefusedNetwork)),
+            (451, "4.3.2", Some(ReasonCode::RefusedBusy)),
+            (451, "4.3.0", Some(ReasonCode::RefusedLocal)),
+            (550, "5.2.1", Some(ReasonCode::RefusedMailbox)),
+            (554, "", Some(ReasonCode::RefusedOther)),
+        ];
+        for (code, enhanced, want) in table {
+            let reply = Reply::new(code, enhanced, "x");
+            assert_eq!(reply.refusal_reason(), want, "{code} {enhanced}");
+        }
+    }
 
     #[test]
     fn multiline_reply_uses_dash_then_space() {

@@ -62,7 +62,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Err(DataFailure::Rejected(reply)) => {
                 self.log_rejected(&reply, started);
                 self.abort_transaction().await;
-                self.reply(reply);
+                self.reply_logged(reply);
                 Flow::Continue
             }
         }
@@ -145,7 +145,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.state = State::Transaction(txn);
                 self.log_rejected(&reply, started);
                 self.abort_transaction().await;
-                self.reply(reply);
+                self.reply_logged(reply);
                 return;
             }
         };
@@ -169,7 +169,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             queue_id(&reply),
             started,
         );
-        self.reply(reply);
+        self.reply_logged(reply);
     }
 
     /// Sends the message on with the verdict's header edits: our fields
