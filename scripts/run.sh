@@ -26,6 +26,7 @@ ticketgate trial run: SMTP on 127.0.0.1:10025 (unless --listen says otherwise)
   mail for the next hop:  $trial/maildir/new
   automatic replies:      $trial/replies/new
   tickets:                $bin tickets list   (from $trial)
+  health and metrics:     http://127.0.0.1:9325/readyz and /metrics (unless --metrics says otherwise)
 EOF
 exec "$bin" serve --config "$root/config/ticketgate.toml" \
     --next-hop "maildir:$trial/maildir" \

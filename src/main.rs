@@ -87,6 +87,10 @@ struct ServeArgs {
     /// (overrides milter.listen).
     #[arg(long)]
     milter: Option<String>,
+    /// Metrics and health endpoint: ip:port, or off (overrides
+    /// metrics.listen).
+    #[arg(long)]
+    metrics: Option<String>,
     /// Serve the milter only, no SMTP listener (milter.only).
     #[arg(long)]
     milter_only: bool,
@@ -123,6 +127,8 @@ enum OptionError {
     ReplyRelay(ValueError),
     #[error("--milter: {0}")]
     Milter(ValueError),
+    #[error("--metrics: `{0}` is neither ip:port nor off")]
+    Metrics(String),
     #[error("--milter-only needs --milter ADDR or milter.listen")]
     MilterOnlyWithoutListener,
 }
@@ -212,6 +218,15 @@ fn apply_overrides(config: &mut Config, args: &ServeArgs) -> Result<(), OptionEr
     if let Some(milter) = &args.milter {
         config.milter.listen =
             Some(MilterAddr::try_from(milter.clone()).map_err(OptionError::Milter)?);
+    }
+    if let Some(metrics) = &args.metrics {
+        config.metrics.listen = match metrics.as_str() {
+            "off" => None,
+            addr => Some(
+                addr.parse()
+                    .map_err(|_| OptionError::Metrics(metrics.clone()))?,
+            ),
+        };
     }
     if args.milter_only {
         config.milter.only = true;

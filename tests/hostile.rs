@@ -200,7 +200,7 @@ async fn full_disk_gives_451_never_250() {
     let data = dir.path().join("data");
     let port = free_port();
     let script = format!(
-        "trap '' XFSZ; ulimit -f 256; exec {} serve --config {} --listen 127.0.0.1:{port} --next-hop {} --data-dir {} --control {}",
+        "trap '' XFSZ; ulimit -f 256; exec {} serve --config {} --listen 127.0.0.1:{port} --next-hop {} --data-dir {} --control {} --metrics off",
         env!("CARGO_BIN_EXE_ticketgate"),
         repo_path("config/ticketgate.toml").display(),
         sink.addr,

@@ -634,6 +634,7 @@ async fn unix_socket_listener_replaces_a_stale_socket_but_never_a_file() {
     let config = {
         let mut c = ticketgate::config::Config::load(&repo_path("config/ticketgate.toml")).unwrap();
         c.milter.listen = Some(addr.try_into().unwrap());
+        c.metrics.listen = None;
         c.server.listen = "127.0.0.1:0".parse().unwrap();
         c.server.data_dir = data.path().to_path_buf();
         c.server.control = Some(data.path().join("control.sock"));

@@ -138,14 +138,7 @@ async fn metrics_endpoint_and_counters_log_count_what_happened() {
     let sink = Sink::start(SinkBehaviour::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let metrics_addr = format!("127.0.0.1:{}", free_port());
-    let config = dir.path().join("ticketgate.toml");
-    let shipped = std::fs::read_to_string(repo_path("config/ticketgate.toml")).unwrap();
-    let with_metrics = shipped.replace(
-        "# listen = \"127.0.0.1:9325\"",
-        &format!("listen = \"{metrics_addr}\""),
-    );
-    assert_ne!(shipped, with_metrics);
-    std::fs::write(&config, with_metrics).unwrap();
+    let config = repo_path("config/ticketgate.toml");
     let data = dir.path().join("data");
     let log = dir.path().join("log");
     let port = free_port();
@@ -154,7 +147,7 @@ async fn metrics_endpoint_and_counters_log_count_what_happened() {
         port,
         &sink.addr.to_string(),
         &data,
-        &["--log-format", "json"],
+        &["--log-format", "json", "--metrics", &metrics_addr],
         Some(&log),
     );
     send(port, "nuovocaso@projectpp.it", "m1").await;
@@ -225,20 +218,14 @@ async fn a_refusal_and_a_cap_hit_each_log_one_line_with_reason_and_session() {
     let sink = Sink::start(SinkBehaviour::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let metrics_addr = format!("127.0.0.1:{}", free_port());
-    let config = dir.path().join("ticketgate.toml");
-    let shipped = std::fs::read_to_string(repo_path("config/ticketgate.toml")).unwrap();
-    let with_metrics = shipped.replace(
-        "# listen = \"127.0.0.1:9325\"",
-        &format!("listen = \"{metrics_addr}\""),
-    );
-    std::fs::write(&config, with_metrics).unwrap();
+    let config = repo_path("config/ticketgate.toml");
     let (data, log, port) = (dir.path().join("data"), dir.path().join("log"), free_port());
     let _gate = spawn_ticketgate(
         &config,
         port,
         &sink.addr.to_string(),
         &data,
-        &["--log-format", "json"],
+        &["--log-format", "json", "--metrics", &metrics_addr],
         Some(&log),
     );
     let mut c = Client::connect(([127, 0, 0, 1], port).into()).await;

@@ -35,12 +35,14 @@ fn wait_for(maildir: &Path, n: usize) -> Vec<Vec<u8>> {
     panic!("{} has fewer than {n} messages", maildir.display());
 }
 
-/// `scripts/run.sh --listen 127.0.0.1:PORT` with its folders in `trial`.
-fn start_trial(trial: &Path, port: u16) -> Running {
+/// `scripts/run.sh --listen 127.0.0.1:PORT --metrics 127.0.0.1:METRICS`
+/// with its folders in `trial`.
+fn start_trial(trial: &Path, port: u16, metrics: u16) -> Running {
     let log = std::fs::File::create(trial.join("run.log")).unwrap();
     let child = Command::new("bash")
         .arg(repo_path("scripts/run.sh"))
         .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--metrics", &format!("127.0.0.1:{metrics}")])
         .env("TICKETGATE_BIN", env!("CARGO_BIN_EXE_ticketgate"))
         .env("TICKETGATE_TRIAL_DIR", trial)
         .stdout(Stdio::null())
@@ -88,8 +90,8 @@ fn tickets_in(dir: &Path, args: &[&str]) -> std::process::Output {
 #[test]
 fn the_trial_run_shows_the_ticket_its_tags_and_its_confirmation() {
     let trial = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _server = start_trial(trial.path(), port);
+    let (port, metrics) = (free_port(), free_port());
+    let _server = start_trial(trial.path(), port, metrics);
     swaks(
         port,
         "mario@example.org",
@@ -132,6 +134,24 @@ fn the_trial_run_shows_the_ticket_its_tags_and_its_confirmation() {
     // From a subfolder of the trial too, as git finds its repository.
     let sub = trial.path().join("maildir");
     assert!(tickets_in(&sub, &["show", &id]).status.success());
+
+    // A fresh install is live and ready: store, next hop (the Maildir)
+    // and spool all answer.
+    let addr = format!("127.0.0.1:{metrics}");
+    assert!(http_get(&addr, "/healthz").starts_with("HTTP/1.1 200"));
+    let ready = http_get(&addr, "/readyz");
+    assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
+    assert!(ready.contains("ok next_hop: maildir:"), "{ready}");
+}
+
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
 }
 
 #[test]

@@ -115,6 +115,9 @@ pub async fn start_desk_gate_with(
     config.server.reply_relay = relay.map(ticketgate::config::ReplyRelay::Smtp);
     config.server.hostname = "gate.test".into();
     config.outbox.retry_initial_secs = 1;
+    // The shipped port is one for the whole machine: a test that wants the
+    // endpoint gives its own.
+    config.metrics.listen = None;
     let control = data_dir.path().join("control.sock");
     config.server.control = Some(control.clone());
     tweak(&mut config);

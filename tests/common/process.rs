@@ -98,6 +98,11 @@ pub fn spawn_ticketgate(
         control.display().to_string(),
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
+    // The shipped metrics port is one for the whole machine: a test that
+    // wants the endpoint passes its own --metrics.
+    if !extra.contains(&"--metrics") {
+        args.extend(["--metrics".to_string(), "off".to_string()]);
+    }
     let stderr = match log {
         Some(path) => std::process::Stdio::from(std::fs::File::create(path).unwrap()),
         None => std::process::Stdio::null(),

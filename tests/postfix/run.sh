@@ -466,7 +466,7 @@ start_ticketgate() {
         port=$TG_PORT
     fi
     args+=(--reply-relay "127.0.0.1:$RELAY_PORT" --data-dir "$dir/data"
-        --control "$CTL" --log-format json)
+        --control "$CTL" --log-format json --metrics off)
     if [[ -n ${TG_FSIZE:-} ]]; then
         (trap '' XFSZ; ulimit -f "$TG_FSIZE"; exec "$BIN" "${args[@]}") \
             </dev/null >>"$TG_LOG" 2>&1 &
