@@ -114,14 +114,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         config: config.clone(),
         store: service.store().clone(),
     });
-    watch_health(&config, &health, &service, &mut background);
-    if let Some(addr) = config.metrics.listen {
-        let task = crate::metrics::serve(addr, health.clone())
-            .await
-            .map_err(|source| StartError::Metrics { addr, source })?;
-        tracing::info!(%addr, "metrics on http://{addr}/metrics");
-        background.push(task);
-    }
+    watch_health(&config, &health, &service, &mut background).await?;
     let shared = Arc::new(Shared {
         config: config.clone(),
         pipeline: Pipeline::new(service.clone()),
@@ -143,24 +136,30 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     Ok(running)
 }
 
-/// The settings the alert rules compare with, and the sampler of the
-/// readiness, backlog and ticket gauges.
-fn watch_health(
+/// The settings the alert rules compare with, the sampler of the
+/// readiness, backlog and ticket gauges, and the endpoint that serves them.
+async fn watch_health(
     config: &Config,
     health: &Arc<health::Health>,
     service: &Arc<Service>,
     background: &mut Vec<JoinHandle<()>>,
-) {
+) -> Result<(), StartError> {
     use std::sync::atomic::Ordering::Relaxed;
     let m = &crate::metrics::METRICS;
     m.data_timeout_secs
         .store(config.limits.data_timeout_secs, Relaxed);
     m.settle_horizon_secs
         .store(config.outbox.settle_horizon_secs, Relaxed);
-    background.push(tokio::spawn(health::sample(
-        health.clone(),
-        service.clone(),
-    )));
+    let sampler = health::sample(health.clone(), service.clone());
+    background.push(tokio::spawn(sampler));
+    if let Some(addr) = config.metrics.listen {
+        let task = crate::metrics::serve(addr, health.clone())
+            .await
+            .map_err(|source| StartError::Metrics { addr, source })?;
+        tracing::info!(%addr, "metrics on http://{addr}/metrics, also /healthz and /readyz");
+        background.push(task);
+    }
+    Ok(())
 }
 
 /// The signer, templates, outbox and the service over them.

@@ -450,19 +450,18 @@ impl Metrics {
         );
     }
 
-    /// What waits: the outbox, the parse queue, the caps hit, the tickets.
-    fn render_backlog(&self, out: &mut String) {
+    /// The outbox's backlog: how many replies wait in each state, and how
+    /// long the oldest has.
+    fn render_outbox(&self, out: &mut String) {
         let by_state = |queued: &AtomicU64, held: &AtomicU64| {
-            vec![
-                (
-                    "{state=\"queued\"}".to_string(),
-                    queued.load(Relaxed).to_string(),
-                ),
-                (
-                    "{state=\"held\"}".to_string(),
-                    held.load(Relaxed).to_string(),
-                ),
-            ]
+            [("queued", queued), ("held", held)]
+                .map(|(state, n)| {
+                    (
+                        format!("{{state=\"{state}\"}}"),
+                        n.load(Relaxed).to_string(),
+                    )
+                })
+                .to_vec()
         };
         family(
             out,
@@ -471,16 +470,22 @@ impl Metrics {
             "gauge",
             &by_state(&self.outbox_queued, &self.outbox_held),
         );
+        let oldest = by_state(
+            &self.outbox_oldest_queued_secs,
+            &self.outbox_oldest_held_secs,
+        );
         family(
             out,
             "ticketgate_outbox_oldest_seconds",
             "Age of the oldest waiting reply of each state.",
             "gauge",
-            &by_state(
-                &self.outbox_oldest_queued_secs,
-                &self.outbox_oldest_held_secs,
-            ),
+            &oldest,
         );
+    }
+
+    /// What waits: the outbox, the parse queue, the caps hit, the tickets.
+    fn render_backlog(&self, out: &mut String) {
+        self.render_outbox(out);
         family(
             out,
             "ticketgate_parse_waiting",

@@ -158,15 +158,14 @@ fn print_ticket(out: &mut dyn Write, t: &Ticket) -> std::io::Result<()> {
             v.previous.as_str()
         )?;
     }
+    print_trail(out, t)
+}
+
+/// What happened on the ticket: its messages, replies and history.
+fn print_trail(out: &mut dyn Write, t: &Ticket) -> std::io::Result<()> {
     for m in &t.messages {
-        writeln!(
-            out,
-            "  message  {} {} {:?} {}",
-            m.received_at,
-            m.action.as_str(),
-            m.from,
-            m.subject
-        )?;
+        let (at, action) = (m.received_at, m.action.as_str());
+        writeln!(out, "  message  {at} {action} {:?} {}", m.from, m.subject)?;
     }
     for r in &t.replies {
         let why = r.reason.map(|c| format!(": {c}")).unwrap_or_default();
