@@ -25,6 +25,19 @@ pub use sink::*;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// The whole answer to `GET path` on the metrics endpoint `addr`, status
+/// line included (it closes the connection after one answer).
+pub async fn http_get(addr: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
 /// `rel` inside the repository (the shipped config, fixtures).
 pub fn repo_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
