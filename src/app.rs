@@ -103,7 +103,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         store.clone(),
         config.store.clone(),
     ))];
-    let service = Arc::new(start_service(&config, store)?);
+    let service = Arc::new(start_service(&config, store).await?);
     let control = config.control_path();
     let control_listener =
         crate::control::bind(&control, service.clone()).map_err(|source| StartError::Control {
@@ -163,7 +163,7 @@ async fn watch_health(
 }
 
 /// The signer, templates, outbox and the service over them.
-fn start_service(config: &Arc<Config>, store: TicketStore) -> Result<Service, StartError> {
+async fn start_service(config: &Arc<Config>, store: TicketStore) -> Result<Service, StartError> {
     let data_dir = &config.server.data_dir;
     let signer = Signer::load_or_create(data_dir, &config.server.hostname).map_err(|source| {
         StartError::Signer {
@@ -177,7 +177,8 @@ fn start_service(config: &Arc<Config>, store: TicketStore) -> Result<Service, St
         config.server.reply_relay.clone(),
         &config.server.hostname,
         config.outbox.clone(),
-    );
+    )
+    .await;
     Ok(Service::new(
         config.clone(),
         store,

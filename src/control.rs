@@ -172,7 +172,7 @@ async fn answer(desks: &Service, request: Request) -> Answer {
                 all,
             });
         }
-        Op::Show { id } => return Answer::Done(show(desks.store(), &id)),
+        Op::Show { id } => return Answer::Done(show(desks.store(), &id).await),
         Op::Take { id, by: taker } => (id, taker.clone(), WorkgroupCommand::Take(taker)),
         Op::Severity { id, level } => (id, by, WorkgroupCommand::Severity(level)),
         Op::Classify { id, category } => (id, by, WorkgroupCommand::Classify(category)),
@@ -191,8 +191,8 @@ async fn answer(desks: &Service, request: Request) -> Answer {
     })
 }
 
-fn show(store: &TicketStore, id: &str) -> Response {
-    match store.get(id) {
+async fn show(store: &TicketStore, id: &str) -> Response {
+    match store.get(id).await {
         Ok(Some(t)) => Response::Ticket {
             ticket: Box::new(t),
         },
@@ -236,7 +236,7 @@ async fn stream_list(
     store: &TicketStore,
     filter: &ListFilter,
 ) -> std::io::Result<()> {
-    let index = match store.ticket_index() {
+    let index = match store.ticket_index().await {
         Ok(index) => index,
         Err(e) => {
             let mut out = serde_json::to_vec(&Response::Error {
@@ -253,6 +253,7 @@ async fn stream_list(
         // client then reports a bad answer rather than a partial list.
         let tickets = store
             .tickets_of(page)
+            .await
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         let mut out = Vec::new();
         for t in tickets.iter().filter(|t| filter.matches(t)) {

@@ -76,9 +76,9 @@ impl Rig {
         got[before].data.clone()
     }
 
-    fn ticket(&self, fwd: &[u8]) -> Ticket {
+    async fn ticket(&self, fwd: &[u8]) -> Ticket {
         let id = header(fwd, "X-Ticketgate-Ticket").expect("ticketed");
-        self.dg.desks.store().get(&id).unwrap().unwrap()
+        self.dg.desks.store().get(&id).await.unwrap().unwrap()
     }
 
     async fn relayed(&self, n: usize) -> Vec<Received> {
@@ -109,7 +109,7 @@ async fn spf_fail_without_dmarc_pass_is_ticketed_and_forwarded_but_not_answered(
         .await;
     let ar = header(&fwd, "Authentication-Results").unwrap();
     assert!(ar.contains("spf=fail") && ar.contains("dmarc=fail"), "{ar}");
-    let t = r.ticket(&fwd);
+    let t = r.ticket(&fwd).await;
     assert_eq!(t.status, Status::Open);
     assert!(t.replies.is_empty());
     assert!(
@@ -125,7 +125,12 @@ async fn spf_fail_without_dmarc_pass_is_ticketed_and_forwarded_but_not_answered(
             &mail(ALICE, "Stampante di rete ferma", "bs2@example.com", ""),
         )
         .await;
-    assert!(r.ticket(&fwd).reasons.contains(&ReasonCode::AuthDmarcPass));
+    assert!(
+        r.ticket(&fwd)
+            .await
+            .reasons
+            .contains(&ReasonCode::AuthDmarcPass)
+    );
     let sent = r.relayed(1).await;
     assert_eq!(sent[0].rcpts, vec![ALICE]);
 }
@@ -140,7 +145,7 @@ async fn dmarc_pass_closes_for_the_requester_and_forgers_change_nothing() {
             &mail(ALICE, "Stampante di rete ferma", "d1@example.com", ""),
         )
         .await;
-    let id = r.ticket(&fwd).id;
+    let id = r.ticket(&fwd).await.id;
     let conf_id = header(&r.relayed(1).await[0].data, "Message-ID").unwrap();
 
     // Our signed id, the requester's envelope and From, but SPF says the
@@ -156,7 +161,7 @@ async fn dmarc_pass_closes_for_the_requester_and_forgers_change_nothing() {
         header(&fwd, "X-Ticketgate-Action").as_deref(),
         Some("refused")
     );
-    let t = r.ticket(&fwd);
+    let t = r.ticket(&fwd).await;
     assert_eq!(t.status, Status::Open);
     let reasons = &t.messages.last().unwrap().reasons;
     assert!(reasons.contains(&ReasonCode::AuthSpfFail), "{reasons:?}");
@@ -172,7 +177,7 @@ async fn dmarc_pass_closes_for_the_requester_and_forgers_change_nothing() {
         header(&fwd, "X-Ticketgate-Action").as_deref(),
         Some("refused")
     );
-    assert_eq!(r.ticket(&fwd).status, Status::Open);
+    assert_eq!(r.ticket(&fwd).await.status, Status::Open);
 
     // Alice, DMARC pass, no signed id needed: closed, and told so.
     let fwd = r
@@ -191,7 +196,7 @@ async fn dmarc_pass_closes_for_the_requester_and_forgers_change_nothing() {
         header(&fwd, "X-Ticketgate-Action").as_deref(),
         Some("closed")
     );
-    assert_eq!(r.ticket(&fwd).status, Status::Closed);
+    assert_eq!(r.ticket(&fwd).await.status, Status::Closed);
     let sent = r.relayed(2).await;
     assert!(sent.iter().all(|m| m.rcpts == vec![ALICE]), "{sent:?}");
 }

@@ -173,9 +173,9 @@ async fn nuovocaso_mail_opens_a_tagged_case_and_gets_a_confirmation() {
     let dg_id = id.clone();
     let _ = (relay, dg_id);
     assert!(
-        eventually(
-            || r.dg.desks.store().get(&id).unwrap().unwrap().replies[0].state == ReplyState::Sent
-        )
+        eventually_async(|| async {
+            r.dg.desks.store().get(&id).await.unwrap().unwrap().replies[0].state == ReplyState::Sent
+        })
         .await,
         "reply marked sent"
     );

@@ -65,7 +65,7 @@ async fn the_twelve_mail_auth_reports_get_no_reply() {
         let fwd = &hop.messages()[i];
         assert!(fwd.data.ends_with(&data), "{name}: forwarded intact");
         let id = header(&fwd.data, "X-Ticketgate-Ticket").expect("ticketed");
-        let t = dg.desks.store().get(&id).unwrap().unwrap();
+        let t = dg.desks.store().get(&id).await.unwrap().unwrap();
         assert!(t.replies.is_empty(), "{name}: {:?}", t.replies);
         assert!(t.reasons.contains(&why), "{name}: {:?}", t.reasons);
     }
@@ -103,7 +103,7 @@ async fn robot_senders_get_no_reply_and_people_do() {
         let reply = send(dg.gate.addr, envelope, msg.as_bytes()).await;
         assert!(reply.starts_with("250"), "{reply}");
     }
-    let tickets = dg.desks.store().list().unwrap();
+    let tickets = dg.desks.store().list().await.unwrap();
     assert_eq!(tickets.len(), 5);
     assert_eq!(hop.messages().len(), 5);
     for t in &tickets {

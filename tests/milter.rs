@@ -351,7 +351,7 @@ async fn a_retry_after_a_lost_verdict_lands_on_the_same_ticket() {
         mta.call(b'B', BODY_MAGO.as_bytes()).await;
         mta.send(b'E', b"").await;
     }
-    assert!(eventually(|| rig.tickets_now().len() == 1).await);
+    assert!(eventually_async(|| async { rig.tickets_now().await.len() == 1 }).await);
     let mut mta = Mta::connect(rig.milter).await;
     mta.envelope("mario.rossi@example.org", &["nuovocaso@projectpp.it"])
         .await;
@@ -370,9 +370,9 @@ async fn a_retry_after_a_lost_verdict_lands_on_the_same_ticket() {
 }
 
 impl Rig {
-    /// The store's tickets, read directly (no await: for `eventually`).
-    fn tickets_now(&self) -> Vec<Ticket> {
-        self.dg.desks.store().list().unwrap()
+    /// The store's tickets, read directly (not through the control socket).
+    async fn tickets_now(&self) -> Vec<Ticket> {
+        self.dg.desks.store().list().await.unwrap()
     }
 }
 
@@ -529,7 +529,7 @@ async fn shutdown_closes_idle_connections_and_lets_a_message_finish() {
     let headers = mago_headers("mago-stop@example.org");
     let replies = busy.content(&as_refs(&headers), BODY_MAGO).await;
     assert_eq!(replies.last().unwrap().code(), 'a', "{replies:?}");
-    assert_eq!(rig.tickets_now().len(), 1);
+    assert_eq!(rig.tickets_now().await.len(), 1);
     // No new connection is taken any more.
     assert!(
         eventually(|| std::net::TcpStream::connect(rig.milter).is_err()).await,

@@ -45,11 +45,12 @@ async fn relay_down_then_up_delivers_the_reply_once() {
     send(dg.gate.addr, 1, "op@caf.example").await;
     let store = dg.desks.store().clone();
     assert!(
-        eventually(|| store.list().unwrap()[0].replies[0].attempts >= 1).await,
+        eventually_async(|| async { store.list().await.unwrap()[0].replies[0].attempts >= 1 })
+            .await,
         "a first attempt failed"
     );
     assert_eq!(
-        store.list().unwrap()[0].replies[0].state,
+        store.list().await.unwrap()[0].replies[0].state,
         ReplyState::Queued
     );
     // The relay comes up on that address.
@@ -59,7 +60,12 @@ async fn relay_down_then_up_delivers_the_reply_once() {
         eventually(|| relay.messages().len() == 1).await,
         "reply delivered after the relay came up"
     );
-    assert!(eventually(|| store.list().unwrap()[0].replies[0].state == ReplyState::Sent).await);
+    assert!(
+        eventually_async(|| async {
+            store.list().await.unwrap()[0].replies[0].state == ReplyState::Sent
+        })
+        .await
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(relay.messages().len(), 1, "delivered once");
 }
@@ -142,7 +148,7 @@ async fn replies_per_sender_are_capped_by_the_rate_limit() {
     assert!(eventually(|| relay.messages().len() == 3).await);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(relay.messages().len(), 3);
-    let tickets = dg.desks.store().list().unwrap();
+    let tickets = dg.desks.store().list().await.unwrap();
     assert_eq!(tickets.len(), 4, "every message still opens its ticket");
     let rate_limited = Some(ticketgate::reason::ReasonCode::ReplySuppressedRateLimit);
     let capped: Vec<_> = tickets

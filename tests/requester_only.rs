@@ -59,11 +59,12 @@ impl Rig {
         got[before].data.clone()
     }
 
-    fn ticket(&self, id: &str) -> Ticket {
+    async fn ticket(&self, id: &str) -> Ticket {
         self.dg
             .desks
             .store()
             .get(id)
+            .await
             .unwrap()
             .expect("ticket exists")
     }
@@ -125,7 +126,7 @@ async fn forged_resume_and_close_are_refused_and_the_forger_hears_nothing() {
         )
         .await;
     let id = header(&fwd, "X-Ticketgate-Ticket").unwrap();
-    assert_eq!(r.ticket(&id).status, Status::Suspended);
+    assert_eq!(r.ticket(&id).await.status, Status::Suspended);
     let confirmation = r.relayed(1).await.remove(0);
     assert_eq!(confirmation.rcpts, vec![REQUESTER]);
     let conf_id = header(&confirmation.data, "Message-ID").unwrap();
@@ -157,7 +158,7 @@ async fn forged_resume_and_close_are_refused_and_the_forger_hears_nothing() {
         let msg = message(headers, subject, &format!("x9-{i}@vps.example"), LONG_BODY);
         let fwd = r.send(FORGER, NUOVOCASO, &msg).await;
         assert_eq!(action(&fwd), "refused", "{subject}");
-        let t = r.ticket(&id);
+        let t = r.ticket(&id).await;
         assert_eq!(t.status, Status::Suspended);
         assert_eq!(t.messages.last().unwrap().action, Action::Refused);
         let reasons = last_reasons(&t);
@@ -184,7 +185,7 @@ async fn forged_resume_and_close_are_refused_and_the_forger_hears_nothing() {
         );
         let fwd = r.send(REQUESTER, NUOVOCASO, &msg).await;
         assert_eq!(action(&fwd), "refused");
-        let t = r.ticket(&id);
+        let t = r.ticket(&id).await;
         assert_eq!(t.status, Status::Suspended);
         assert!(
             last_reasons(&t).contains(&ReasonCode::AuthFromNotSingle),
@@ -204,7 +205,7 @@ async fn forged_resume_and_close_are_refused_and_the_forger_hears_nothing() {
     );
     let fwd = r.send(REQUESTER, NUOVOCASO, &answer).await;
     assert_eq!(action(&fwd), "resumed");
-    assert_eq!(r.ticket(&id).status, Status::Open);
+    assert_eq!(r.ticket(&id).await.status, Status::Open);
     let sent = r.relayed(2).await;
     assert!(sent.iter().all(|m| m.rcpts == vec![REQUESTER]), "{sent:?}");
     let notice = &sent[1].data;
@@ -217,7 +218,7 @@ async fn forged_resume_and_close_are_refused_and_the_forger_hears_nothing() {
         header(notice, "In-Reply-To").as_deref(),
         Some("<v2@cliente.example>")
     );
-    let t = r.ticket(&id);
+    let t = r.ticket(&id).await;
     assert!(
         t.replies.iter().all(|rep| rep.to == REQUESTER),
         "{:?}",
@@ -255,7 +256,7 @@ async fn batv_envelope_and_from_case_still_are_the_requester() {
         .send("prvs=1234abcdef=mario@cliente.example", NUOVOCASO, &close)
         .await;
     assert_eq!(action(&fwd), "closed");
-    assert_eq!(r.ticket(&id).status, Status::Closed);
+    assert_eq!(r.ticket(&id).await.status, Status::Closed);
     let sent = r.relayed(2).await;
     assert_eq!(sent[1].rcpts, vec![REQUESTER]);
     assert!(subject_of(&sent[1].data).contains("chiuso"));
@@ -281,7 +282,7 @@ async fn an_id_sent_to_someone_else_does_not_authenticate_the_requester() {
         )
         .await;
     let id = header(&fwd, "X-Ticketgate-Ticket").unwrap();
-    assert_eq!(r.ticket(&id).requester, REQUESTER);
+    assert_eq!(r.ticket(&id).await.requester, REQUESTER);
     let conf = r.relayed(1).await.remove(0);
     assert_eq!(conf.rcpts, vec![FORGER]);
     let conf_id = header(&conf.data, "Message-ID").unwrap();
@@ -295,7 +296,7 @@ async fn an_id_sent_to_someone_else_does_not_authenticate_the_requester() {
         );
         let fwd = r.send(envelope, NUOVOCASO, &msg).await;
         assert_eq!(action(&fwd), "refused");
-        let t = r.ticket(&id);
+        let t = r.ticket(&id).await;
         assert_eq!(t.status, Status::Open);
         assert!(
             last_reasons(&t).contains(&ReasonCode::AuthSignedForOther),
@@ -321,7 +322,7 @@ async fn our_subject_quoted_back_is_not_a_command_the_senders_words_are() {
         )
         .await;
     let id = header(&fwd, "X-Ticketgate-Ticket").unwrap();
-    assert_eq!(r.ticket(&id).status, Status::Open);
+    assert_eq!(r.ticket(&id).await.status, Status::Open);
     let conf = r.relayed(1).await.remove(0);
     let conf_id = header(&conf.data, "Message-ID").unwrap();
     let ours = subject_of(&conf.data);
@@ -335,7 +336,7 @@ async fn our_subject_quoted_back_is_not_a_command_the_senders_words_are() {
     );
     let fwd = r.send(REQUESTER, NUOVOCASO, &quoting).await;
     assert_eq!(action(&fwd), "appended");
-    let t = r.ticket(&id);
+    let t = r.ticket(&id).await;
     assert_eq!(t.status, Status::Open);
     assert!(!last_reasons(&t).contains(&ReasonCode::CommandClose));
     r.relayed(1).await;
@@ -348,7 +349,7 @@ async fn our_subject_quoted_back_is_not_a_command_the_senders_words_are() {
     );
     let fwd = r.send(REQUESTER, NUOVOCASO, &asking).await;
     assert_eq!(action(&fwd), "closed");
-    assert_eq!(r.ticket(&id).status, Status::Closed);
+    assert_eq!(r.ticket(&id).await.status, Status::Closed);
     let sent = r.relayed(2).await;
     assert_eq!(sent[1].rcpts, vec![REQUESTER]);
     assert!(subject_of(&sent[1].data).contains("Ticket chiuso"));
@@ -380,7 +381,7 @@ async fn a_good_subject_and_a_screenshot_open_a_normal_case() {
         .await;
     let id = header(&fwd, "X-Ticketgate-Ticket").unwrap();
     assert_eq!(header(&fwd, "X-Ticketgate-Status").as_deref(), Some("open"));
-    let t = r.ticket(&id);
+    let t = r.ticket(&id).await;
     assert_eq!(t.status, Status::Open);
     assert_eq!(t.messages[0].attachments.len(), 1);
     assert!(
@@ -396,7 +397,7 @@ async fn a_good_subject_and_a_screenshot_open_a_normal_case() {
         )
         .await;
     let vague = header(&fwd, "X-Ticketgate-Ticket").unwrap();
-    assert_eq!(r.ticket(&vague).status, Status::Suspended);
+    assert_eq!(r.ticket(&vague).await.status, Status::Suspended);
     let sent = r.relayed(2).await;
     let asks = |m: &Received| body_of(&m.data).contains("troppo generica");
     let by_ticket = |tid: &str| {
@@ -467,7 +468,9 @@ async fn procedure_aliases_of_the_shipped_config() {
         );
         let fwd = r.send("op@caf.example", to, msg.as_bytes()).await;
         assert_eq!(action(&fwd), "created");
-        let t = r.ticket(&header(&fwd, "X-Ticketgate-Ticket").unwrap());
+        let t = r
+            .ticket(&header(&fwd, "X-Ticketgate-Ticket").unwrap())
+            .await;
         assert_eq!(t.procedure.as_deref(), *want, "{subject}");
     }
 }
@@ -506,11 +509,11 @@ async fn information_request_goes_to_the_requester_and_only_its_answer_resumes()
     );
     let fwd = r.send(FORGER, to, forged.as_bytes()).await;
     assert_eq!(action(&fwd), "refused");
-    assert_eq!(r.ticket(&id).status, Status::Suspended);
+    assert_eq!(r.ticket(&id).await.status, Status::Suspended);
     let answer = forged.replace("p2@vps.example", "p3@caf.example");
     let fwd = r.send(op, to, answer.as_bytes()).await;
     assert_eq!(action(&fwd), "resumed");
-    assert_eq!(r.ticket(&id).status, Status::Open);
+    assert_eq!(r.ticket(&id).await.status, Status::Open);
     let sent = r.relayed(3).await;
     assert!(sent.iter().all(|m| m.rcpts == vec![op]), "{sent:?}");
 }

@@ -92,15 +92,15 @@ impl Rig {
     /// idle, then returns the ticket.
     async fn settled(&self) -> Ticket {
         let store = self.dg.desks.store().clone();
-        let done = eventually(|| {
-            store.list().unwrap().iter().all(|t| {
+        let done = eventually_async(|| async {
+            store.list().await.unwrap().iter().all(|t| {
                 t.replies
                     .iter()
                     .all(|r| !matches!(r.state, ReplyState::Held | ReplyState::Queued))
             })
         })
         .await;
-        assert!(done, "replies settled: {:#?}", store.list().unwrap());
+        assert!(done, "replies settled: {:#?}", store.list().await.unwrap());
         self.only_ticket().await
     }
 }
@@ -250,9 +250,9 @@ async fn a_451_and_no_retry_voids_the_ticket_at_the_horizon() {
     assert!(r.send("op@caf.example", &msg).await.starts_with("451"));
     let store = r.dg.desks.store().clone();
     assert!(
-        eventually(|| store.list().unwrap()[0].status == Status::Void).await,
+        eventually_async(|| async { store.list().await.unwrap()[0].status == Status::Void }).await,
         "void after the horizon: {:#?}",
-        store.list().unwrap()
+        store.list().await.unwrap()
     );
     let t = r.only_ticket().await;
     assert_eq!(
@@ -305,10 +305,13 @@ async fn refused_mail_spends_no_reply_budget_and_others_cannot_spend_it() {
     assert!(r.send("op@caf.example", &own).await.starts_with("250"));
     let store = r.dg.desks.store().clone();
     assert!(
-        eventually(|| store.list().unwrap().iter().all(|t| t
-            .replies
-            .iter()
-            .all(|r| !matches!(r.state, ReplyState::Held | ReplyState::Queued))))
+        eventually_async(|| async {
+            store.list().await.unwrap().iter().all(|t| {
+                t.replies
+                    .iter()
+                    .all(|r| !matches!(r.state, ReplyState::Held | ReplyState::Queued))
+            })
+        })
         .await
     );
     let mut rcpts: Vec<String> = r
@@ -321,6 +324,7 @@ async fn refused_mail_spends_no_reply_budget_and_others_cannot_spend_it() {
     assert_eq!(rcpts, vec!["op@caf.example", "x9@vps.example"]);
     let capped: Vec<_> = store
         .list()
+        .await
         .unwrap()
         .into_iter()
         .flat_map(|t| t.replies)

@@ -51,9 +51,10 @@ async fn create(store: &TicketStore, t: Ticket) -> String {
 
 const LONG_AGO: &str = "2026-01-01T00:00:00Z";
 
-fn by_subject(store: &TicketStore, subject: &str) -> Ticket {
+async fn by_subject(store: &TicketStore, subject: &str) -> Ticket {
     store
         .list()
+        .await
         .unwrap()
         .into_iter()
         .find(|t| t.subject == subject)
@@ -101,18 +102,20 @@ async fn start_up_settles_what_a_crash_left() {
         Some(ReplyRelay::Smtp(relay.addr)),
         "gate.test",
         config(),
-    );
+    )
+    .await;
     let s = store.clone();
-    let settled = eventually(|| {
-        ["delivered", "lost", "resend", "void", "spent"]
-            .iter()
-            .all(|n| {
-                let state = by_subject(&s, n).replies[0].state;
-                !matches!(state, ReplyState::Held | ReplyState::Queued)
-            })
+    let settled = eventually_async(|| async {
+        for n in ["delivered", "lost", "resend", "void", "spent"] {
+            let state = by_subject(&s, n).await.replies[0].state;
+            if matches!(state, ReplyState::Held | ReplyState::Queued) {
+                return false;
+            }
+        }
+        true
     })
     .await;
-    assert!(settled, "{:#?}", store.list().unwrap());
+    assert!(settled, "{:#?}", store.list().await.unwrap());
     assert_eq!(
         rcpts(&relay),
         vec!["delivered@caf.example", "resend@caf.example"]
@@ -127,7 +130,7 @@ async fn start_up_settles_what_a_crash_left() {
         Some("<reply-resend@gate.test>"),
         "the same Message-ID as the first attempt"
     );
-    let lost = by_subject(&store, "lost");
+    let lost = by_subject(&store, "lost").await;
     assert_eq!(lost.status, Status::Void);
     assert_eq!(
         lost.void.map(|v| v.reason),
@@ -137,13 +140,13 @@ async fn start_up_settles_what_a_crash_left() {
         lost.replies[0].reason,
         Some(ReasonCode::ReplyCancelledUndelivered)
     );
-    let void = by_subject(&store, "void").replies[0].clone();
+    let void = by_subject(&store, "void").await.replies[0].clone();
     assert_eq!(void.state, ReplyState::Cancelled);
     assert_eq!(void.reason, Some(ReasonCode::ReplyCancelledVoid));
-    let spent = by_subject(&store, "spent").replies[0].clone();
+    let spent = by_subject(&store, "spent").await.replies[0].clone();
     assert_eq!(spent.state, ReplyState::Failed);
     assert_eq!(spent.reason, Some(ReasonCode::ReplyFailedAttempts));
-    let young = by_subject(&store, "young");
+    let young = by_subject(&store, "young").await;
     assert_eq!(young.replies[0].state, ReplyState::Held);
     assert_eq!(young.status, Status::Open);
 }
@@ -162,11 +165,12 @@ async fn an_attempt_that_cannot_be_recorded_is_not_made() {
         Some(ReplyRelay::Smtp(relay.addr)),
         "gate.test",
         config(),
-    );
+    )
+    .await;
     // Several rounds of the worker (retry_initial_secs = 1).
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     assert!(relay.messages().is_empty(), "sent without a record");
-    let t = by_subject(&for_outbox, "queued");
+    let t = by_subject(&for_outbox, "queued").await;
     assert_eq!(t.replies[0].state, ReplyState::Queued);
     assert_eq!(t.replies[0].attempts, 0);
 }

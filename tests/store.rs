@@ -99,23 +99,31 @@ async fn create_and_read_back() {
     };
     assert_eq!(t.id, "PP-2026-000001");
 
-    let back = store.get("PP-2026-000001").unwrap().expect("ticket stored");
+    let back = store
+        .get("PP-2026-000001")
+        .await
+        .unwrap()
+        .expect("ticket stored");
     assert_eq!(back, t);
     // The pending reply's raw text is not in the JSON contract but must be stored.
     assert_eq!(back.replies[0].raw, "Subject: ok\r\n\r\nbody\r\n");
-    assert_eq!(store.list().unwrap(), vec![t.clone()]);
+    assert_eq!(store.list().await.unwrap(), vec![t.clone()]);
     assert_eq!(
         store
             .find_by_dedupe_key("<m1@example.com>|projectpp")
+            .await
             .unwrap()
             .as_deref(),
         Some("PP-2026-000001")
     );
     assert_eq!(
-        store.find_by_dedupe_key("<other@example.com>").unwrap(),
+        store
+            .find_by_dedupe_key("<other@example.com>")
+            .await
+            .unwrap(),
         None
     );
-    assert_eq!(store.get("PP-2026-000002").unwrap(), None);
+    assert_eq!(store.get("PP-2026-000002").await.unwrap(), None);
 
     let json = serde_json::to_value(&back).unwrap();
     for key in [
@@ -158,7 +166,13 @@ async fn ids_increment_per_prefix_and_year() {
         created_id(&store, create("PP", 2026, "e", None)).await,
         "PP-2026-000003"
     );
-    let ids: Vec<String> = store.list().unwrap().into_iter().map(|t| t.id).collect();
+    let ids: Vec<String> = store
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
     assert_eq!(
         ids,
         [
@@ -189,7 +203,7 @@ async fn finish_sees_the_id_and_can_refuse() {
         matches!(refused, Err(StoreError::Rejected(ref m)) if m == "cannot render"),
         "{refused:?}"
     );
-    assert_eq!(store.find_by_dedupe_key("k").unwrap(), None);
+    assert_eq!(store.find_by_dedupe_key("k").await.unwrap(), None);
     let r = store
         .submit(Change::Create {
             prefix: "PP".into(),
@@ -208,7 +222,7 @@ async fn finish_sees_the_id_and_can_refuse() {
     };
     assert_eq!(t.id, "PP-2026-000001");
     assert_eq!(
-        store.get(&t.id).unwrap().unwrap().replies[0].raw,
+        store.get(&t.id).await.unwrap().unwrap().replies[0].raw,
         "Subject: [PP-2026-000001] ok\r\n"
     );
     store.close().await;
@@ -231,7 +245,7 @@ async fn invalid_prefix_or_year_is_refused() {
             "{prefix} {year}: {r:?}"
         );
     }
-    assert!(store.list().unwrap().is_empty());
+    assert!(store.list().await.unwrap().is_empty());
     store.close().await;
 }
 
@@ -248,7 +262,7 @@ async fn probe_is_a_durable_write_and_a_closed_store_refuses_it() {
         .unwrap();
     // The probe is no ticket and uses no ticket number.
     assert_eq!(t.ticket().id, "PP-2026-000001");
-    assert_eq!(store.list().unwrap().len(), 1);
+    assert_eq!(store.list().await.unwrap().len(), 1);
     let other = store.clone();
     store.close().await;
     assert!(matches!(
@@ -258,7 +272,7 @@ async fn probe_is_a_durable_write_and_a_closed_store_refuses_it() {
     drop(other);
     // Reopened, the probe record is no ticket either.
     let store = open_store(dir.path()).unwrap();
-    assert_eq!(store.list().unwrap().len(), 1);
+    assert_eq!(store.list().await.unwrap().len(), 1);
     store.probe().await.unwrap();
 }
 
@@ -287,7 +301,7 @@ async fn same_dedupe_key_twice_is_one_ticket() {
         matches!(r, Ok(Outcome::Duplicate(ref t)) if t.id == first),
         "{r:?}"
     );
-    assert_eq!(store.list().unwrap().len(), 1);
+    assert_eq!(store.list().await.unwrap().len(), 1);
     // A duplicate consumes no sequence number.
     assert_eq!(
         created_id(&store, create("PP", 2026, "b", Some("k2"))).await,
@@ -314,12 +328,12 @@ async fn update_applies_and_records_key() {
     };
     assert_eq!(t.id, id);
     assert_eq!(t.status, Status::Closed);
-    let back = store.get(&id).unwrap().unwrap();
+    let back = store.get(&id).await.unwrap().unwrap();
     assert_eq!(back, t);
     assert_eq!(back.replies[0].raw, "changed raw");
-    assert_eq!(store.get("PP-2026-999999").unwrap(), None);
+    assert_eq!(store.get("PP-2026-999999").await.unwrap(), None);
     assert_eq!(
-        store.find_by_dedupe_key("m2").unwrap().as_deref(),
+        store.find_by_dedupe_key("m2").await.unwrap().as_deref(),
         Some(id.as_str())
     );
     let again = store.modify(&id, Some("m2"), set_subject("x")).await;
@@ -341,7 +355,7 @@ async fn an_update_of_a_stale_version_is_a_conflict_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(dir.path()).unwrap();
     let id = created_id(&store, create("PP", 2026, "a", None)).await;
-    let read = store.get_versioned(&id).unwrap().unwrap();
+    let read = store.get_versioned(&id).await.unwrap().unwrap();
     let mut first = read.ticket.clone();
     first.subject = "first".into();
     let r = store
@@ -365,8 +379,8 @@ async fn an_update_of_a_stale_version_is_a_conflict_and_writes_nothing() {
         matches!(r, Err(StoreError::Conflict(ref t)) if *t == id),
         "{r:?}"
     );
-    assert_eq!(store.get(&id).unwrap().unwrap().subject, "first");
-    assert_eq!(store.find_by_dedupe_key("late-key").unwrap(), None);
+    assert_eq!(store.get(&id).await.unwrap().unwrap().subject, "first");
+    assert_eq!(store.find_by_dedupe_key("late-key").await.unwrap(), None);
     store.close().await;
 }
 
@@ -394,7 +408,7 @@ async fn concurrent_modifies_of_one_ticket_lose_no_change() {
         let r = task.await.unwrap();
         assert!(matches!(r, Ok(Outcome::Updated(_))), "{r:?}");
     }
-    let t = store.get(&id).unwrap().unwrap();
+    let t = store.get(&id).await.unwrap().unwrap();
     for i in 0..12 {
         assert!(
             t.recipients.contains(&format!("r{i}@example.org")),
@@ -411,7 +425,7 @@ async fn rejected_apply_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(dir.path()).unwrap();
     let id = created_id(&store, create("PP", 2026, "a", None)).await;
-    let before = store.get(&id).unwrap().unwrap();
+    let before = store.get(&id).await.unwrap().unwrap();
     let r = store
         .modify(&id, Some("refused-msg"), |t: &mut Ticket| {
             t.subject = "half-applied".into();
@@ -422,8 +436,8 @@ async fn rejected_apply_writes_nothing() {
         matches!(r, Err(StoreError::Rejected(ref m)) if m == "not the requester"),
         "{r:?}"
     );
-    assert_eq!(store.get(&id).unwrap().unwrap(), before);
-    assert_eq!(store.find_by_dedupe_key("refused-msg").unwrap(), None);
+    assert_eq!(store.get(&id).await.unwrap().unwrap(), before);
+    assert_eq!(store.find_by_dedupe_key("refused-msg").await.unwrap(), None);
     store.close().await;
 }
 
@@ -439,8 +453,11 @@ async fn restart_keeps_tickets_counters_and_dedupe() {
     }
     {
         let store = open_store(dir.path()).unwrap();
-        assert_eq!(store.list().unwrap().len(), 3);
-        assert_eq!(store.get("PP-2026-000002").unwrap().unwrap().subject, "b");
+        assert_eq!(store.list().await.unwrap().len(), 3);
+        assert_eq!(
+            store.get("PP-2026-000002").await.unwrap().unwrap().subject,
+            "b"
+        );
         let r = store
             .submit(create("PP", 2026, "a retried", Some("k1")))
             .await;
@@ -461,7 +478,7 @@ async fn restart_keeps_tickets_counters_and_dedupe() {
         drop(store);
     }
     let store = open_store(dir.path()).unwrap();
-    assert_eq!(store.list().unwrap().len(), 5);
+    assert_eq!(store.list().await.unwrap().len(), 5);
     assert_eq!(
         created_id(&store, create("PP", 2026, "f", None)).await,
         "PP-2026-000004"
@@ -492,7 +509,7 @@ async fn concurrent_submits_get_distinct_ids() {
     let mut expected: HashSet<String> = (1..=40).map(|n| format!("PP-2026-{n:06}")).collect();
     expected.extend((1..=10).map(|n| format!("SIS-2026-{n:06}")));
     assert_eq!(ids, expected);
-    assert_eq!(store.list().unwrap().len(), 50);
+    assert_eq!(store.list().await.unwrap().len(), 50);
     store.close().await;
 }
 
@@ -505,7 +522,7 @@ async fn closed_store_refuses_submits() {
     let r = other.submit(create("PP", 2026, "late", None)).await;
     assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
     // Reads through a remaining clone still work.
-    assert!(other.list().unwrap().is_empty());
+    assert!(other.list().await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -651,7 +668,7 @@ async fn acknowledged_creates_survive_kill_9() {
         child.wait().unwrap();
 
         let store = open_store(dir.path()).unwrap();
-        let tickets = store.list().unwrap();
+        let tickets = store.list().await.unwrap();
         let ids: HashSet<&str> = tickets.iter().map(|t| t.id.as_str()).collect();
         assert_eq!(ids.len(), tickets.len(), "duplicate ticket ids");
         // The counter is written with the ticket: ids have no gaps.
@@ -664,11 +681,12 @@ async fn acknowledged_creates_survive_kill_9() {
         for (key, id) in &acked {
             let t = store
                 .get(id)
+                .await
                 .unwrap()
                 .unwrap_or_else(|| panic!("acknowledged {id} lost"));
             assert_eq!(&t.subject, key);
             assert_eq!(
-                store.find_by_dedupe_key(key).unwrap().as_deref(),
+                store.find_by_dedupe_key(key).await.unwrap().as_deref(),
                 Some(id.as_str())
             );
         }
@@ -769,8 +787,14 @@ async fn full_disk_gives_unavailable_never_ok() {
 
     // The acknowledged ticket is there after a normal reopen; the refused one is not.
     let store = open_store(dir.path()).unwrap();
-    let ids: Vec<String> = store.list().unwrap().into_iter().map(|t| t.id).collect();
+    let ids: Vec<String> = store
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
     assert_eq!(ids, ["PP-2026-000001"]);
-    assert_eq!(store.find_by_dedupe_key("big").unwrap(), None);
+    assert_eq!(store.find_by_dedupe_key("big").await.unwrap(), None);
     store.close().await;
 }

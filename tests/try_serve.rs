@@ -75,9 +75,9 @@ async fn serve_one(dg: &DeskGate, hop: &Sink, p: &Value) -> Option<Received> {
 }
 
 /// The ticket serve opened or updated, checked against what `try` said.
-fn check_ticket(dg: &DeskGate, forwarded: &Received, said: &Value, source: &str) -> Ticket {
+async fn check_ticket(dg: &DeskGate, forwarded: &Received, said: &Value, source: &str) -> Ticket {
     let id = header(&forwarded.data, "X-Ticketgate-Ticket").expect("tagged");
-    let t = dg.desks.store().get(&id).unwrap().unwrap();
+    let t = dg.desks.store().get(&id).await.unwrap().unwrap();
     let field = |name: &str| said[name].clone();
     assert_eq!(
         Value::from(t.helpdesk.clone()),
@@ -125,7 +125,7 @@ async fn try_gives_the_decisions_serve_gives_the_corpus() {
             continue;
         }
         assert_eq!(tickets.len(), 1, "{source}: one helpdesk each");
-        let t = check_ticket(&dg, &forwarded, &tickets[0], &source);
+        let t = check_ticket(&dg, &forwarded, &tickets[0], &source).await;
         let created = t.messages.len() == 1;
         match (tickets[0]["reply_to"].as_str(), created) {
             (Some(to), true) => *confirmations.entry(to.to_string()).or_default() += 1,

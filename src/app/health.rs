@@ -171,33 +171,33 @@ fn sample_outbox(service: &Service) {
 }
 
 /// Tickets by status and the overdue ones (a due time passed, not closed
-/// or void), a page at a time off the runtime's threads.
+/// or void), a page at a time.
 async fn count_tickets(store: &TicketStore) {
-    let store = store.clone();
-    let counted = tokio::task::spawn_blocking(move || {
-        let now = Timestamp::now();
-        let mut by_status = [
-            (Status::Open, 0u64),
-            (Status::Suspended, 0),
-            (Status::Closed, 0),
-            (Status::Void, 0),
-        ];
-        let mut overdue = 0u64;
-        for page in store.ticket_index()?.chunks(crate::store::LIST_PAGE) {
-            for t in store.tickets_of(page)? {
-                if let Some(slot) = by_status.iter_mut().find(|(s, _)| *s == t.status) {
-                    slot.1 += 1;
-                }
-                let open = !matches!(t.status, Status::Closed | Status::Void);
-                overdue += u64::from(open && t.due_at.is_some_and(|d| d < now));
-            }
-        }
-        Ok::<_, crate::store::StoreError>((by_status, overdue))
-    })
-    .await;
-    match counted {
-        Ok(Ok((by_status, overdue))) => METRICS.set_tickets(&by_status, overdue),
-        Ok(Err(e)) => tracing::warn!(error = %e, "cannot count the tickets for the metrics"),
-        Err(e) => tracing::warn!(error = %e, "ticket count task failed"),
+    match tally(store).await {
+        Ok((by_status, overdue)) => METRICS.set_tickets(&by_status, overdue),
+        Err(e) => tracing::warn!(error = %e, "cannot count the tickets for the metrics"),
     }
+}
+
+type Tally = ([(Status, u64); 4], u64);
+
+async fn tally(store: &TicketStore) -> Result<Tally, crate::store::StoreError> {
+    let now = Timestamp::now();
+    let mut by_status = [
+        (Status::Open, 0u64),
+        (Status::Suspended, 0),
+        (Status::Closed, 0),
+        (Status::Void, 0),
+    ];
+    let mut overdue = 0u64;
+    for page in store.ticket_index().await?.chunks(crate::store::LIST_PAGE) {
+        for t in store.tickets_of(page).await? {
+            if let Some(slot) = by_status.iter_mut().find(|(s, _)| *s == t.status) {
+                slot.1 += 1;
+            }
+            let open = !matches!(t.status, Status::Closed | Status::Void);
+            overdue += u64::from(open && t.due_at.is_some_and(|d| d < now));
+        }
+    }
+    Ok((by_status, overdue))
 }

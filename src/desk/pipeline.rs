@@ -404,7 +404,7 @@ impl Pipeline {
         let desk = &input.loaded.table.helpdesks()[input.routed.helpdesk];
         let queue = &desk.queues[input.routed.queue];
         let class = classify::classify(desk, queue, input.mail);
-        let followup = desks.find_followup(desk, input.mail, &class);
+        let followup = desks.find_followup(desk, input.mail, &class).await;
         let decided = DeskMessage {
             record: message_record(input, &class, followup.as_ref()),
             suppressed: replies::reply_suppression(

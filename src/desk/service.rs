@@ -12,7 +12,7 @@ use crate::classify::Classification;
 use crate::config::{Config, HelpdeskConfig};
 use crate::envelope::canonical_address;
 use crate::outbox::Outbox;
-use crate::outbox::msgid::{Signed, Signer};
+use crate::outbox::msgid::{self, Signed, Signer};
 use crate::outbox::render::Templates;
 use crate::parse::ParsedMail;
 use crate::reason::ReasonCode;
@@ -131,7 +131,7 @@ impl Service {
 
     /// The ticket this message refers to: a reply to one of our mails
     /// (signed Message-ID), or a ticket id of this helpdesk in the subject.
-    pub fn find_followup(
+    pub async fn find_followup(
         &self,
         desk: &HelpdeskConfig,
         mail: &ParsedMail,
@@ -149,8 +149,8 @@ impl Service {
             )
             .take(MAX_ANSWERED_IDS);
         for (id, via) in answered {
-            if let Some(signed) = self.our_id(desk, id) {
-                let exists = matches!(self.store.get(&signed.ticket), Ok(Some(_)));
+            if let Some(signed) = self.our_id(desk, id).await {
+                let exists = matches!(self.store.get(&signed.ticket).await, Ok(Some(_)));
                 return Some(Followup {
                     ticket_id: signed.ticket,
                     via,
@@ -163,6 +163,7 @@ impl Service {
         let exists = self
             .store
             .get(&ticket_id)
+            .await
             .ok()
             .flatten()
             .is_some_and(|t| t.helpdesk == desk.name);
@@ -180,19 +181,17 @@ impl Service {
 
     /// One of our Message-IDs on a ticket of `desk`, checked against the
     /// addresses that ticket's mail went to.
-    fn our_id(&self, desk: &HelpdeskConfig, id: &str) -> Option<Signed> {
+    async fn our_id(&self, desk: &HelpdeskConfig, id: &str) -> Option<Signed> {
         let prefix = format!("{}-", desk.ticket_prefix);
-        let addresses = |ticket: &str| {
-            if !ticket.starts_with(&prefix) {
-                return Vec::new();
-            }
-            match self.store.get(ticket) {
-                Ok(Some(t)) if t.helpdesk == desk.name => sent_to(&t),
-                _ => Vec::new(),
-            }
+        // The ticket the id names is read first: its signature is checked
+        // against the addresses that ticket's mail went to.
+        let named = msgid::ticket_named(id).filter(|t| t.starts_with(&prefix))?;
+        let addresses = match self.store.get(named).await {
+            Ok(Some(t)) if t.helpdesk == desk.name => sent_to(&t),
+            _ => Vec::new(),
         };
         self.signer
-            .ticket_of(id, addresses)
+            .ticket_of(id, |_| addresses)
             .filter(|s| s.ticket.starts_with(&prefix))
     }
 
@@ -207,6 +206,7 @@ impl Service {
         let current = self
             .store
             .get(id)
+            .await
             .map_err(CommandError::Store)?
             .ok_or_else(|| CommandError::NoTicket(id.to_string()))?;
         let loaded = self.loaded();

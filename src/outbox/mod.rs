@@ -130,7 +130,7 @@ impl Outbox {
     /// Starts the delivery task and the sweep; replies queued before a
     /// restart are picked up from the store, and what a crash left held is
     /// settled by the sweep's first pass.
-    pub fn start(
+    pub async fn start(
         store: TicketStore,
         relay: Option<ReplyRelay>,
         hostname: &str,
@@ -148,7 +148,7 @@ impl Outbox {
                 unrecorded: Mutex::new(Vec::new()),
             }),
         };
-        outbox.scan_store();
+        outbox.scan_store().await;
         let worker = outbox.clone();
         tokio::spawn(async move { worker.run().await });
         let sweeper = outbox.clone();
@@ -227,9 +227,9 @@ impl Outbox {
 
     /// Every ticket, a page at a time: queued replies to the worker, what
     /// is left to settle to the sweep.
-    fn scan_store(&self) {
+    async fn scan_store(&self) {
         let store = &self.inner.store;
-        let index = match store.ticket_index() {
+        let index = match store.ticket_index().await {
             Ok(index) => index,
             Err(e) => {
                 tracing::error!(error = %e, "outbox: cannot scan the store for pending replies");
@@ -237,7 +237,7 @@ impl Outbox {
             }
         };
         for page in index.chunks(crate::store::LIST_PAGE) {
-            match store.tickets_of(page) {
+            match store.tickets_of(page).await {
                 Ok(tickets) => tickets.iter().for_each(|t| {
                     self.enqueue_queued(t);
                     self.watch(t);
@@ -289,7 +289,7 @@ impl Outbox {
         let now = Timestamp::now();
         let mut next: Option<Duration> = None;
         for key in keys {
-            let reply = match self.current(&key) {
+            let reply = match self.current(&key).await {
                 Some(r) if r.state == ReplyState::Queued => r,
                 _ => {
                     self.forget(&key);
@@ -353,8 +353,8 @@ impl Outbox {
         }
     }
 
-    fn current(&self, key: &Key) -> Option<ReplyRecord> {
-        let t = self.inner.store.get(&key.ticket).ok()??;
+    async fn current(&self, key: &Key) -> Option<ReplyRecord> {
+        let t = self.inner.store.get(&key.ticket).await.ok()??;
         t.replies
             .into_iter()
             .find(|r| r.message_id == key.message_id)

@@ -100,7 +100,7 @@ impl Outbox {
     async fn settle_ticket(&self, id: &str, now: Timestamp) -> Option<Ticket> {
         let store = &self.inner.store;
         let horizon = self.horizon();
-        let current = match store.get(id) {
+        let current = match store.get(id).await {
             Ok(t) => t?,
             Err(e) => {
                 tracing::error!(ticket = %id, error = %e, "sweep: cannot read a ticket");

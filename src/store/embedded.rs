@@ -116,6 +116,12 @@ impl Embedded {
         &self.inner.blobs_dir
     }
 
+    /// The reads, synchronous: for the retention sweep, which runs on a
+    /// blocking thread.
+    pub(super) fn reader(&self) -> &Reader {
+        &self.inner.reader
+    }
+
     pub(super) fn blob_lock(&self) -> &RwLock<()> {
         &self.inner.blob_lock
     }
@@ -139,24 +145,35 @@ impl Backend for Embedded {
         })
     }
 
-    fn get_versioned(&self, id: &str) -> Result<Option<Versioned>, StoreError> {
-        Ok(self
-            .inner
-            .reader
-            .stored(id)?
-            .map(|(_, ticket, version)| Versioned { ticket, version }))
+    // RocksDB reads are local and short: they run on the caller's thread,
+    // as before the interface became async for backends over a network.
+    fn get_versioned<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Versioned>, StoreError>> {
+        let read = self.inner.reader.stored(id);
+        Box::pin(async move { Ok(read?.map(|(_, ticket, version)| Versioned { ticket, version })) })
     }
 
-    fn ticket_index(&self) -> Result<Vec<IndexEntry>, StoreError> {
-        self.inner.reader.ticket_index()
+    fn ticket_index(&self) -> BoxFuture<'_, Result<Vec<IndexEntry>, StoreError>> {
+        let read = self.inner.reader.ticket_index();
+        Box::pin(async move { read })
     }
 
-    fn tickets_of(&self, entries: &[IndexEntry]) -> Result<Vec<Ticket>, StoreError> {
-        self.inner.reader.tickets_of(entries)
+    fn tickets_of<'a>(
+        &'a self,
+        entries: &'a [IndexEntry],
+    ) -> BoxFuture<'a, Result<Vec<Ticket>, StoreError>> {
+        let read = self.inner.reader.tickets_of(entries);
+        Box::pin(async move { read })
     }
 
-    fn find_by_dedupe_key(&self, key: &str) -> Result<Option<String>, StoreError> {
-        self.inner.reader.find_by_dedupe_key(key)
+    fn find_by_dedupe_key<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, StoreError>> {
+        let read = self.inner.reader.find_by_dedupe_key(key);
+        Box::pin(async move { read })
     }
 
     fn put_blob(&self, bytes: &[u8]) -> Result<String, StoreError> {
@@ -176,9 +193,6 @@ impl Backend for Embedded {
         super::retention::sweep_blobs(self, now, retention)
     }
 
-    /// Stops the writer after the changes queued before this call and
-    /// waits for it. Once the last handle is dropped the database is closed
-    /// (and the directory may be opened again).
     fn probe(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
             let gone = || StoreError::Unavailable("store writer is gone".into());
@@ -192,6 +206,9 @@ impl Backend for Embedded {
         })
     }
 
+    /// Stops the writer after the changes queued before this call and
+    /// waits for it. Once the last handle is dropped the database is closed
+    /// (and the directory may be opened again).
     fn close(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             let (ack, done) = oneshot::channel();

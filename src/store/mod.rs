@@ -1,9 +1,11 @@
 //! The ticket store, seen through one interface: operations are data
 //! ([`Change`]: create a ticket with what quotes its id, write back a
-//! ticket changed by the caller at the version it read) and reads, so that
-//! another backend can implement [`Backend`]; `tests/store.rs` is the
-//! suite every backend must pass. The one-host backend is [`embedded`]
-//! (indradb on RocksDB).
+//! ticket changed by the caller at the version it read; the outbox's claim
+//! and record of a reply, `replies.rs`) and reads, all async so that a
+//! backend over the network can implement [`Backend`] too;
+//! `tests/store.rs` is the suite every backend must pass. The one-host
+//! backend is [`embedded`] (indradb on RocksDB). Blobs stay synchronous:
+//! they are written from the parser's blocking thread.
 //!
 //! Nothing from mail becomes an identifier: ticket ids are made by the
 //! store, dedupe keys are stored hashed, internal ids are UUIDs we make
@@ -42,12 +44,21 @@ pub trait Backend: Send + Sync + 'static {
     /// Applies `change` durably: returns once it is on disk (committed).
     fn submit(&self, change: Change) -> BoxFuture<'_, Result<Outcome, StoreError>>;
     /// The ticket with the version an update of it must name.
-    fn get_versioned(&self, id: &str) -> Result<Option<Versioned>, StoreError>;
+    fn get_versioned<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Versioned>, StoreError>>;
     /// Every ticket's id and handle, sorted by id.
-    fn ticket_index(&self) -> Result<Vec<IndexEntry>, StoreError>;
-    fn tickets_of(&self, entries: &[IndexEntry]) -> Result<Vec<Ticket>, StoreError>;
+    fn ticket_index(&self) -> BoxFuture<'_, Result<Vec<IndexEntry>, StoreError>>;
+    fn tickets_of<'a>(
+        &'a self,
+        entries: &'a [IndexEntry],
+    ) -> BoxFuture<'a, Result<Vec<Ticket>, StoreError>>;
     /// Id of the ticket a dedupe key was recorded for.
-    fn find_by_dedupe_key(&self, key: &str) -> Result<Option<String>, StoreError>;
+    fn find_by_dedupe_key<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, StoreError>>;
     /// Stores `bytes` durably under their SHA-256; returns it in hex.
     fn put_blob(&self, bytes: &[u8]) -> Result<String, StoreError>;
     fn blob_path(&self, sha256: &str) -> PathBuf;
@@ -157,12 +168,12 @@ impl TicketStore {
         self.backend.submit(change).await
     }
 
-    pub fn get(&self, id: &str) -> Result<Option<Ticket>, StoreError> {
-        Ok(self.get_versioned(id)?.map(|v| v.ticket))
+    pub async fn get(&self, id: &str) -> Result<Option<Ticket>, StoreError> {
+        Ok(self.get_versioned(id).await?.map(|v| v.ticket))
     }
 
-    pub fn get_versioned(&self, id: &str) -> Result<Option<Versioned>, StoreError> {
-        self.backend.get_versioned(id)
+    pub async fn get_versioned(&self, id: &str) -> Result<Option<Versioned>, StoreError> {
+        self.backend.get_versioned(id).await
     }
 
     /// Reads a ticket, runs `change` on it here, in the caller, and writes
@@ -178,14 +189,15 @@ impl TicketStore {
         mut change: impl FnMut(&mut Ticket) -> Result<(), String>,
     ) -> Result<Outcome, StoreError> {
         for _ in 0..MAX_CONFLICTS {
-            if let Some(existing) = self.known_duplicate(dedupe_key)? {
+            if let Some(existing) = self.known_duplicate(dedupe_key).await? {
                 return Ok(Outcome::Duplicate(existing));
             }
             let Versioned {
                 mut ticket,
                 version,
             } = self
-                .get_versioned(id)?
+                .get_versioned(id)
+                .await?
                 .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
             run_change(&mut change, &mut ticket)?;
             // The id is the store's: an update cannot rename a ticket.
@@ -206,22 +218,22 @@ impl TicketStore {
     }
 
     /// The ticket a dedupe key was already recorded for.
-    fn known_duplicate(&self, key: Option<&str>) -> Result<Option<Ticket>, StoreError> {
+    async fn known_duplicate(&self, key: Option<&str>) -> Result<Option<Ticket>, StoreError> {
         let Some(key) = key else {
             return Ok(None);
         };
-        match self.find_by_dedupe_key(key)? {
-            Some(id) => self.get(&id),
+        match self.find_by_dedupe_key(key).await? {
+            Some(id) => self.get(&id).await,
             None => Ok(None),
         }
     }
 
     /// Every ticket, sorted by id.
-    pub fn list(&self) -> Result<Vec<Ticket>, StoreError> {
-        let index = self.ticket_index()?;
+    pub async fn list(&self) -> Result<Vec<Ticket>, StoreError> {
+        let index = self.ticket_index().await?;
         let mut tickets = Vec::with_capacity(index.len());
         for page in index.chunks(LIST_PAGE) {
-            tickets.extend(self.tickets_of(page)?);
+            tickets.extend(self.tickets_of(page).await?);
         }
         Ok(tickets)
     }
@@ -230,17 +242,17 @@ impl TicketStore {
     /// listing that holds one page of tickets at a time.
     ///
     /// [`tickets_of`]: TicketStore::tickets_of
-    pub fn ticket_index(&self) -> Result<Vec<IndexEntry>, StoreError> {
-        self.backend.ticket_index()
+    pub async fn ticket_index(&self) -> Result<Vec<IndexEntry>, StoreError> {
+        self.backend.ticket_index().await
     }
 
-    pub fn tickets_of(&self, entries: &[IndexEntry]) -> Result<Vec<Ticket>, StoreError> {
-        self.backend.tickets_of(entries)
+    pub async fn tickets_of(&self, entries: &[IndexEntry]) -> Result<Vec<Ticket>, StoreError> {
+        self.backend.tickets_of(entries).await
     }
 
     /// Id of the ticket a dedupe key was recorded for.
-    pub fn find_by_dedupe_key(&self, key: &str) -> Result<Option<String>, StoreError> {
-        self.backend.find_by_dedupe_key(key)
+    pub async fn find_by_dedupe_key(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.backend.find_by_dedupe_key(key).await
     }
 
     /// Stores `bytes` durably; returns the hex SHA-256.

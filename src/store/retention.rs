@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use super::embedded::Embedded;
 use super::error::StoreError;
-use super::{Backend, LIST_PAGE, blobs};
+use super::{LIST_PAGE, blobs};
 use crate::ticket::{Ticket, Timestamp};
 
 /// Removes the blobs older than `retention` at `now` that no ticket
@@ -49,9 +49,9 @@ pub(super) fn sweep_blobs(
 /// The blobs tickets active since `cutoff` refer to.
 fn blobs_in_use(store: &Embedded, cutoff: Timestamp) -> Result<HashSet<String>, StoreError> {
     let mut used = HashSet::new();
-    let index = store.ticket_index()?;
+    let index = store.reader().ticket_index()?;
     for page in index.chunks(LIST_PAGE) {
-        for t in store.tickets_of(page)? {
+        for t in store.reader().tickets_of(page)? {
             if last_activity(&t) >= cutoff {
                 used.extend(blobs_of(&t));
             }

@@ -41,7 +41,7 @@ async fn store_group_commit_uses_fewer_syncs_than_changes() {
     }
     let syncs = backend.syncs() - before;
     assert!((1..200).contains(&syncs), "syncs = {syncs}");
-    assert_eq!(store.list().unwrap().len(), 200);
+    assert_eq!(store.list().await.unwrap().len(), 200);
     store.close().await;
 }
 

@@ -65,6 +65,19 @@ pub fn headers(raw: &[u8], name: &str) -> Vec<String> {
 }
 
 /// Waits until `f` holds, up to 20 s (replies go out asynchronously).
+/// Like [`eventually`], for a condition that must await (a store read).
+pub async fn eventually_async<F: std::future::Future<Output = bool>>(
+    mut f: impl FnMut() -> F,
+) -> bool {
+    for _ in 0..400 {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
 pub async fn eventually(mut f: impl FnMut() -> bool) -> bool {
     for _ in 0..400 {
         if f() {
