@@ -8,12 +8,9 @@ mod common;
 #[path = "support/dns.rs"]
 mod dns;
 
-use std::collections::HashMap;
-use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use common::*;
-use dns::Record;
 use ticketgate::config::DnsMode;
 use ticketgate::reason::ReasonCode;
 use ticketgate::ticket::{Status, Ticket};
@@ -26,19 +23,8 @@ const DESK: &str = "supporto.tecnico@projectpp.it";
 const BODY: &str =
     "La stampante di rete del secondo piano non risponde dalle 9, errore 0x5 su ogni client.";
 
-fn zone() -> HashMap<String, Vec<Record>> {
-    let mut zone: HashMap<String, Vec<Record>> = HashMap::new();
-    let mut add = |name: &str, r: Record| zone.entry(name.to_string()).or_default().push(r);
-    add(
-        "example.com",
-        Record::Txt(format!("v=spf1 ip4:{GOOD_IP} -all")),
-    );
-    add("example.com", Record::A(Ipv4Addr::new(192, 0, 2, 80)));
-    add(
-        "_dmarc.example.com",
-        Record::Txt("v=DMARC1; p=reject".into()),
-    );
-    zone
+fn zone() -> dns::Zone {
+    dns::example_com(GOOD_IP)
 }
 
 struct Rig {

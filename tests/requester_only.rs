@@ -59,6 +59,30 @@ impl Rig {
         got[before].data.clone()
     }
 
+    /// Sends `data` to nuovocaso@ and checks that what it asked was
+    /// refused: the ticket stays `status`, its last message says `reason`.
+    async fn refused(
+        &self,
+        envelope_from: &str,
+        data: &[u8],
+        id: &str,
+        status: Status,
+        reason: ReasonCode,
+    ) {
+        let fwd = self.send(envelope_from, NUOVOCASO, data).await;
+        assert_eq!(action(&fwd), "refused");
+        let t = self.ticket(id).await;
+        assert_eq!(t.status, status);
+        assert!(last_reasons(&t).contains(&reason), "{:?}", last_reasons(&t));
+    }
+
+    /// Sends the first message of a case to nuovocaso@; returns its
+    /// ticket's id.
+    async fn open(&self, envelope_from: &str, data: &[u8]) -> String {
+        let fwd = self.send(envelope_from, NUOVOCASO, data).await;
+        header(&fwd, "X-Ticketgate-Ticket").expect("ticketed")
+    }
+
     async fn ticket(&self, id: &str) -> Ticket {
         self.dg
             .desks
@@ -113,10 +137,9 @@ fn last_reasons(t: &Ticket) -> Vec<ReasonCode> {
 #[tokio::test]
 async fn forged_resume_and_close_are_refused_and_the_forger_hears_nothing() {
     let r = Rig::start().await;
-    let fwd = r
-        .send(
+    let id = r
+        .open(
             REQUESTER,
-            NUOVOCASO,
             &message(
                 &from(REQUESTER),
                 "Aiuto",
@@ -125,7 +148,6 @@ async fn forged_resume_and_close_are_refused_and_the_forger_hears_nothing() {
             ),
         )
         .await;
-    let id = header(&fwd, "X-Ticketgate-Ticket").unwrap();
     assert_eq!(r.ticket(&id).await.status, Status::Suspended);
     let confirmation = r.relayed(1).await.remove(0);
     assert_eq!(confirmation.rcpts, vec![REQUESTER]);
@@ -183,15 +205,14 @@ async fn forged_resume_and_close_are_refused_and_the_forger_hears_nothing() {
             &format!("two-{i}@x"),
             LONG_BODY,
         );
-        let fwd = r.send(REQUESTER, NUOVOCASO, &msg).await;
-        assert_eq!(action(&fwd), "refused");
-        let t = r.ticket(&id).await;
-        assert_eq!(t.status, Status::Suspended);
-        assert!(
-            last_reasons(&t).contains(&ReasonCode::AuthFromNotSingle),
-            "{:?}",
-            last_reasons(&t)
-        );
+        r.refused(
+            REQUESTER,
+            &msg,
+            &id,
+            Status::Suspended,
+            ReasonCode::AuthFromNotSingle,
+        )
+        .await;
     }
     // Nothing went out for any of them.
     r.relayed(1).await;
@@ -232,10 +253,9 @@ async fn forged_resume_and_close_are_refused_and_the_forger_hears_nothing() {
 #[tokio::test]
 async fn batv_envelope_and_from_case_still_are_the_requester() {
     let r = Rig::start().await;
-    let fwd = r
-        .send(
+    let id = r
+        .open(
             REQUESTER,
-            NUOVOCASO,
             &message(
                 &from(REQUESTER),
                 "Stampa fatture bloccata su Mago4",
@@ -244,7 +264,6 @@ async fn batv_envelope_and_from_case_still_are_the_requester() {
             ),
         )
         .await;
-    let id = header(&fwd, "X-Ticketgate-Ticket").unwrap();
     let conf_id = header(&r.relayed(1).await[0].data, "Message-ID").unwrap();
     let close = message(
         &answering("Mario Rossi <Mario@Cliente.Example>", &conf_id),
@@ -269,10 +288,9 @@ async fn batv_envelope_and_from_case_still_are_the_requester() {
 async fn an_id_sent_to_someone_else_does_not_authenticate_the_requester() {
     let r = Rig::start().await;
     // x9 opens a case in mario's name; the confirmation goes to x9.
-    let fwd = r
-        .send(
+    let id = r
+        .open(
             FORGER,
-            NUOVOCASO,
             &message(
                 &from(REQUESTER),
                 "Stampa fatture bloccata su Mago4",
@@ -281,7 +299,6 @@ async fn an_id_sent_to_someone_else_does_not_authenticate_the_requester() {
             ),
         )
         .await;
-    let id = header(&fwd, "X-Ticketgate-Ticket").unwrap();
     assert_eq!(r.ticket(&id).await.requester, REQUESTER);
     let conf = r.relayed(1).await.remove(0);
     assert_eq!(conf.rcpts, vec![FORGER]);
@@ -294,15 +311,14 @@ async fn an_id_sent_to_someone_else_does_not_authenticate_the_requester() {
             &format!("f2-{envelope}"),
             "chiudete",
         );
-        let fwd = r.send(envelope, NUOVOCASO, &msg).await;
-        assert_eq!(action(&fwd), "refused");
-        let t = r.ticket(&id).await;
-        assert_eq!(t.status, Status::Open);
-        assert!(
-            last_reasons(&t).contains(&ReasonCode::AuthSignedForOther),
-            "{:?}",
-            last_reasons(&t)
-        );
+        r.refused(
+            envelope,
+            &msg,
+            &id,
+            Status::Open,
+            ReasonCode::AuthSignedForOther,
+        )
+        .await;
     }
     r.relayed(1).await;
 }

@@ -28,6 +28,35 @@ const SERIAL: u32 = 1;
 /// Serves `records` on 127.0.0.1, UDP and TCP on the same port (a
 /// resolver retries a truncated answer over TCP), from a thread with its
 /// own runtime, for the rest of the test process.
+/// Records by name, as [`start_dns`] serves them.
+pub type Zone = HashMap<String, Vec<Record>>;
+
+/// example.com as both DNS tests know it: SPF allows only `good_ip`, an
+/// address for the domain, DMARC `p=reject`.
+pub fn example_com(good_ip: &str) -> Zone {
+    let mut zone = Zone::new();
+    add(
+        &mut zone,
+        "example.com",
+        Record::Txt(format!("v=spf1 ip4:{good_ip} -all")),
+    );
+    add(
+        &mut zone,
+        "example.com",
+        Record::A(std::net::Ipv4Addr::new(192, 0, 2, 80)),
+    );
+    add(
+        &mut zone,
+        "_dmarc.example.com",
+        Record::Txt("v=DMARC1; p=reject".into()),
+    );
+    zone
+}
+
+pub fn add(zone: &mut Zone, name: &str, record: Record) {
+    zone.entry(name.to_string()).or_default().push(record);
+}
+
 pub fn start_dns(records: HashMap<String, Vec<Record>>) -> SocketAddr {
     let catalog = catalog(records);
     let (udp, tcp) = sockets();
