@@ -110,10 +110,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             path: control.clone(),
             source,
         })?;
-    let health = Arc::new(health::Health {
-        config: config.clone(),
-        store: service.store().clone(),
-    });
+    let health = Arc::new(health::Health::new(config.clone(), service.store().clone()));
     watch_health(&config, &health, &service, &mut background).await?;
     let shared = Arc::new(Shared {
         config: config.clone(),

@@ -606,14 +606,28 @@ pub async fn serve(
     readiness: Arc<dyn Readiness>,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let listener = TcpListener::bind(addr).await?;
+    // A scraper and a health check or two is the load; more at once is
+    // someone's loop, and is closed at once rather than queued.
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_HTTP_CONNECTIONS));
     Ok(tokio::spawn(async move {
         loop {
-            if let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(answer(stream, readiness.clone()));
-            }
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                continue;
+            };
+            let readiness = readiness.clone();
+            tokio::spawn(async move {
+                answer(stream, readiness).await;
+                drop(slot);
+            });
         }
     }))
 }
+
+/// Requests the endpoint answers at once.
+const MAX_HTTP_CONNECTIONS: usize = 16;
 
 /// `200` and one line a part when every part answered, else `503`.
 async fn readyz(readiness: &dyn Readiness) -> (&'static str, String) {

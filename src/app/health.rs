@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::AsyncReadExt;
 
@@ -23,29 +23,62 @@ const RECENT_HOP: u64 = 60;
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct Health {
-    pub config: Arc<Config>,
-    pub store: TicketStore,
+    config: Arc<Config>,
+    store: TicketStore,
+    /// The last check and when it ran: a check writes to the store, so a
+    /// client asking `/readyz` in a loop gets this answer again rather
+    /// than an fsync each time. The lock also makes concurrent asks wait
+    /// for one check.
+    last: tokio::sync::Mutex<Option<(Instant, Vec<Check>)>>,
+}
+
+/// How long a readiness answer is reused.
+const REUSE: Duration = Duration::from_secs(2);
+
+impl Health {
+    pub fn new(config: Arc<Config>, store: TicketStore) -> Health {
+        Health {
+            config,
+            store,
+            last: tokio::sync::Mutex::new(None),
+        }
+    }
 }
 
 impl Readiness for Health {
     fn check(&self) -> std::pin::Pin<Box<dyn Future<Output = Vec<Check>> + Send + '_>> {
         Box::pin(async move {
-            let checks = vec![
-                self.store_check().await,
-                self.hop_check().await,
-                self.spool_check().await,
-            ];
-            let gauge = |ok: bool| u64::from(ok);
-            METRICS.store_writable.store(gauge(checks[0].ok), Relaxed);
-            METRICS
-                .next_hop_reachable
-                .store(gauge(checks[1].ok), Relaxed);
-            METRICS.spool_writable.store(gauge(checks[2].ok), Relaxed);
-            METRICS
-                .ready
-                .store(gauge(checks.iter().all(|c| c.ok)), Relaxed);
+            let mut last = self.last.lock().await;
+            if let Some((at, checks)) = last.as_ref()
+                && at.elapsed() < REUSE
+            {
+                return checks.clone();
+            }
+            let checks = self.check_now().await;
+            *last = Some((Instant::now(), checks.clone()));
             checks
         })
+    }
+}
+
+impl Health {
+    /// Asks every part now and sets the gauges.
+    async fn check_now(&self) -> Vec<Check> {
+        let checks = vec![
+            self.store_check().await,
+            self.hop_check().await,
+            self.spool_check().await,
+        ];
+        let gauge = |ok: bool| u64::from(ok);
+        METRICS.store_writable.store(gauge(checks[0].ok), Relaxed);
+        METRICS
+            .next_hop_reachable
+            .store(gauge(checks[1].ok), Relaxed);
+        METRICS.spool_writable.store(gauge(checks[2].ok), Relaxed);
+        METRICS
+            .ready
+            .store(gauge(checks.iter().all(|c| c.ok)), Relaxed);
+        checks
     }
 }
 
