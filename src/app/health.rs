@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::config::{Config, NextHop};
 use crate::desk::Service;
@@ -149,6 +149,9 @@ async fn greeting(addr: &str) -> Result<String, String> {
         let n = stream.read(&mut buf).await.map_err(|e| e.to_string())?;
         let line = String::from_utf8_lossy(&buf[..n]);
         let line = line.lines().next().unwrap_or("").to_string();
+        // Leave politely, so the next hop logs a session, not a lost
+        // connection, each time we look.
+        let _ = stream.write_all(b"QUIT\r\n").await;
         match line.starts_with("220") {
             true => Ok(line),
             false => Err(format!("greeted with {line:?}")),
