@@ -194,3 +194,36 @@ fn an_mbox_of_the_corpus_reads_as_its_files() {
     let from_mbox: Vec<Value> = try_json(&[&mbox]).into_iter().map(strip).collect();
     assert_eq!(from_mbox, from_files);
 }
+
+/// `try` once refused a pass-through message for its forged fields, which
+/// `serve` only looks for in mail a helpdesk tags: both now agree that it
+/// passes, and that the same header to a helpdesk gets 554.
+#[tokio::test]
+async fn forged_fields_refuse_only_helpdesk_mail_in_try_as_in_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut head = String::new();
+    for _ in 0..=ticketgate::tag::MAX_CUTS {
+        head.push_str("X-Ticketgate-Status: closed\nX-Pad: 1\n");
+    }
+    let body = "Subject: Registro IVA bloccato\nMessage-ID: <flood@caf.example>\n\nIl registro IVA non si chiude.\n";
+    let write = |name: &str, to: &str| {
+        let path = dir.path().join(name);
+        let text =
+            format!("Return-Path: <op@caf.example>\nFrom: op@caf.example\nTo: {to}\n{head}{body}");
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let other = write("other.eml", "amministrazione@example.org");
+    let desk = write("desk.eml", "nuovocaso@projectpp.it");
+    let said = try_json(&[&other, &desk]);
+    assert_eq!(text(&said[0]["outcome"]), "pass");
+    assert_eq!(text(&said[1]["outcome"]), "refused");
+    assert!(
+        text(&said[1]["refusal"]).starts_with("554 5.6.0"),
+        "{}",
+        said[1]
+    );
+    let (dg, hop, _relay) = desk_gate_with_sinks(|_| {}).await;
+    assert!(serve_one(&dg, &hop, &said[0]).await.is_some(), "passed");
+    assert!(serve_one(&dg, &hop, &said[1]).await.is_none(), "refused");
+}

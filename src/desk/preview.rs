@@ -93,12 +93,16 @@ pub fn preview(loaded: &Loaded, incoming: &Incoming<'_>) -> Preview {
         refusal: None,
         tickets: Vec::new(),
     };
-    if let Some(refusal) = refusal(config, incoming.raw) {
+    // In serve's order: the size at DATA for every message, the forged
+    // fields only for one a helpdesk will tag.
+    let refused = match too_big(config, incoming.raw) {
+        Some(refusal) => Some(refusal),
+        None if routing.desks.is_empty() => return out,
+        None => forged_flood(config, incoming.raw),
+    };
+    if let Some(refusal) = refused {
         out.outcome = PreviewOutcome::Refused;
         out.refusal = Some(refusal);
-        return out;
-    }
-    if routing.desks.is_empty() {
         return out;
     }
     let mail = parse_as_serve(config, incoming.raw);
@@ -114,12 +118,16 @@ pub fn preview(loaded: &Loaded, incoming: &Incoming<'_>) -> Preview {
     out
 }
 
-/// The SMTP refusals `serve` gives before any ticket: a message over the
-/// size limit, one with more forged fields than it cuts.
-fn refusal(config: &Config, raw: &[u8]) -> Option<String> {
-    if raw.len() as u64 > config.limits.max_message_size {
-        return Some("552 5.3.4 Message too big".into());
-    }
+/// `serve`'s refusal of a message over the size limit, at DATA.
+fn too_big(config: &Config, raw: &[u8]) -> Option<String> {
+    let max = config.limits.max_message_size;
+    (raw.len() as u64 > max)
+        .then(|| format!("552 5.3.4 Message size exceeds fixed limit of {max} bytes"))
+}
+
+/// `serve`'s refusal of a helpdesk message with more forged fields than
+/// it cuts.
+fn forged_flood(config: &Config, raw: &[u8]) -> Option<String> {
     let mut scanner = tag::HeaderScanner::new(&config.server.hostname);
     scanner.feed(raw);
     scanner
