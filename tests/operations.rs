@@ -258,3 +258,37 @@ async fn a_refusal_and_a_cap_hit_each_log_one_line_with_reason_and_session() {
         "{text}"
     );
 }
+
+/// A client that repeats bad commands gets its refusals logged up to a
+/// bound, then one line that says the rest are not: its log lines do not
+/// grow with what it sends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_logs_at_most_twenty_refusals_then_says_it_stopped() {
+    let sink = Sink::start(SinkBehaviour::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (data, log, port) = (dir.path().join("data"), dir.path().join("log"), free_port());
+    let _gate = spawn_ticketgate(
+        &repo_path("config/ticketgate.toml"),
+        port,
+        &sink.addr.to_string(),
+        &data,
+        &["--log-format", "json"],
+        Some(&log),
+    );
+    let mut c = Client::connect(([127, 0, 0, 1], port).into()).await;
+    c.cmd("EHLO x", 250).await;
+    for _ in 0..1000 {
+        c.cmd("NOSUCH", 500).await;
+    }
+    c.cmd("QUIT", 221).await;
+    let mut stopped = Vec::new();
+    for _ in 0..50 {
+        stopped = logged(&log, "further refusals of this session are not logged");
+        if !stopped.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(stopped.len(), 1);
+    assert_eq!(logged(&log, "refused").len(), 20);
+}

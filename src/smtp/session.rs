@@ -47,7 +47,13 @@ pub struct Session<S> {
     pub(super) deadline: tokio::time::Instant,
     pub(super) phase: watch::Receiver<Phase>,
     pub(super) load: SessionLoad,
+    /// Refusals logged so far; past [`LOGGED_REFUSALS`] a client that
+    /// repeats bad commands gets no log line per line it sends.
+    refusals_logged: u32,
 }
+
+/// Refusal lines one session may log; the one after says the rest are not.
+const LOGGED_REFUSALS: u32 = 20;
 
 enum Next {
     Line(Vec<u8>),
@@ -86,6 +92,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             deadline,
             phase,
             load,
+            refusals_logged: 0,
         }
     }
 
@@ -157,16 +164,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Queues a reply; a refusal gets its log line here, with its reason.
     pub(super) fn reply(&mut self, reply: Reply) {
         if let Some(reason) = reply.refusal_reason() {
-            tracing::info!(
-                target: "ticketgate::refusal",
-                session = %self.id,
-                client = self.client.addr.as_deref().unwrap_or(""),
-                reason = reason.as_str(),
-                reply = %reply.summary(),
-                "refused"
-            );
+            self.log_refusal(reason, &reply);
         }
         self.reply_logged(reply);
+    }
+
+    fn log_refusal(&mut self, reason: crate::reason::ReasonCode, reply: &Reply) {
+        self.refusals_logged = self.refusals_logged.saturating_add(1);
+        let client = self.client.addr.as_deref().unwrap_or("");
+        match self.refusals_logged {
+            n if n <= LOGGED_REFUSALS => tracing::info!(
+                target: "ticketgate::refusal",
+                session = %self.id, client, reason = reason.as_str(),
+                reply = %reply.summary(), "refused"
+            ),
+            n if n == LOGGED_REFUSALS + 1 => tracing::info!(
+                target: "ticketgate::refusal",
+                session = %self.id, client, logged = LOGGED_REFUSALS,
+                "further refusals of this session are not logged"
+            ),
+            _ => {}
+        }
     }
 
     /// Queues a reply whose message summary line already told the logs.
